@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# Throwaway MariaDB for tests, the demo and benchmarks: its own data dir, port and socket,
+# never the host's server. Source this file, then call `mariadb_start`; the server is stopped
+# and its files removed by `mariadb_stop`, which callers register on EXIT.
+#
+# After mariadb_start: MARIADB_PORT, MARIADB_SOCKET, MARIADB_URL (root, no password, no db).
+# Extra server options can be passed in MARIADB_EXTRA_OPTS (e.g. a bigger buffer pool).
+
+mariadb_find_server() {
+  local bin
+  for bin in mariadbd mysqld; do
+    if command -v "$bin" >/dev/null 2>&1; then command -v "$bin"; return 0; fi
+    if [ -x "/usr/sbin/$bin" ]; then echo "/usr/sbin/$bin"; return 0; fi
+  done
+  return 1
+}
+
+mariadb_ensure_installed() {
+  mariadb_find_server >/dev/null && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: MariaDB server (mariadbd) is not installed; install the mariadb-server package" >&2
+    return 1
+  fi
+  echo "installing mariadb-server with apt-get ..." >&2
+  # policy-rc.d keeps the package from starting the system-wide server we do not use.
+  local policy=/usr/sbin/policy-rc.d created_policy=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client >&2
+  local rc=$?
+  [ "$created_policy" = 1 ] && rm -f "$policy"
+  return $rc
+}
+
+mariadb_free_port() {
+  local port tries=0
+  while [ $tries -lt 200 ]; do
+    port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 30000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return 0; fi
+    tries=$((tries + 1))
+  done
+  echo "error: no free TCP port found for the throwaway MariaDB" >&2
+  return 1
+}
+
+mariadb_start() {
+  mariadb_ensure_installed || return 1
+  local server install_db client_admin
+  server=$(mariadb_find_server)
+  install_db=$(command -v mariadb-install-db || command -v mysql_install_db) || {
+    echo "error: mariadb-install-db not found" >&2; return 1; }
+  client_admin=$(command -v mariadb-admin || command -v mysqladmin) || {
+    echo "error: mariadb-admin not found" >&2; return 1; }
+
+  MARIADB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wcr-mariadb.XXXXXX")
+  MARIADB_SOCKET="$MARIADB_DIR/mysqld.sock"
+  MARIADB_PORT=$(mariadb_free_port) || return 1
+  local user_opt=()
+  [ "$(id -u)" = 0 ] && user_opt=(--user=root)
+
+  "$install_db" --no-defaults "${user_opt[@]}" --datadir="$MARIADB_DIR/data" \
+    --auth-root-authentication-method=normal --skip-test-db >"$MARIADB_DIR/install.log" 2>&1 || {
+    echo "error: mariadb-install-db failed; see below" >&2; cat "$MARIADB_DIR/install.log" >&2; return 1; }
+
+  # shellcheck disable=SC2086 # MARIADB_EXTRA_OPTS is a list of options
+  "$server" --no-defaults "${user_opt[@]}" --datadir="$MARIADB_DIR/data" \
+    --port="$MARIADB_PORT" --bind-address=127.0.0.1 --socket="$MARIADB_SOCKET" \
+    --pid-file="$MARIADB_DIR/mysqld.pid" --log-error="$MARIADB_DIR/error.log" \
+    --max-connections=600 --skip-log-bin ${MARIADB_EXTRA_OPTS:-} &
+  MARIADB_PID=$!
+
+  local i
+  for i in $(seq 1 120); do
+    if "$client_admin" --no-defaults --socket="$MARIADB_SOCKET" -uroot ping >/dev/null 2>&1; then
+      MARIADB_URL="mysql://root@127.0.0.1:$MARIADB_PORT/"
+      export MARIADB_PORT MARIADB_SOCKET MARIADB_URL MARIADB_DIR MARIADB_PID
+      echo "throwaway MariaDB ready on 127.0.0.1:$MARIADB_PORT (data in $MARIADB_DIR)" >&2
+      return 0
+    fi
+    if ! kill -0 "$MARIADB_PID" 2>/dev/null; then break; fi
+    sleep 0.5
+  done
+  echo "error: the throwaway MariaDB did not start; its log:" >&2
+  cat "$MARIADB_DIR/error.log" >&2
+  return 1
+}
+
+mariadb_stop() {
+  if [ -n "${MARIADB_PID:-}" ] && kill -0 "$MARIADB_PID" 2>/dev/null; then
+    kill "$MARIADB_PID" 2>/dev/null
+    local i
+    for i in $(seq 1 60); do kill -0 "$MARIADB_PID" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$MARIADB_PID" 2>/dev/null
+    wait "$MARIADB_PID" 2>/dev/null
+  fi
+  [ -n "${MARIADB_DIR:-}" ] && rm -rf "$MARIADB_DIR"
+  MARIADB_PID=
+  MARIADB_DIR=
+}

@@ -1,0 +1,174 @@
+//! `wc-retention check`: is this store one the service can work on, and is the config sane?
+
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::store::{self, Discovery, Store, StoreError};
+
+/// The report `check` prints, as text or JSON.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub store: Discovery,
+    pub config: ConfigSummary,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// What the configuration means in dates, so an operator can see a wrong period before it acts.
+#[derive(Debug, Serialize)]
+pub struct ConfigSummary {
+    pub schedule: String,
+    pub timezone: String,
+    pub next_run: Option<String>,
+    pub customers_rule: String,
+    /// Customers last active before this moment count as inactive today.
+    pub inactive_before: Option<String>,
+    pub rest: String,
+}
+
+impl ConfigSummary {
+    pub fn of(config: &Config) -> ConfigSummary {
+        let tz = config.schedule.timezone.0;
+        let now = Utc::now().with_timezone(&tz);
+        let c = &config.customers;
+        ConfigSummary {
+            schedule: config.schedule.cron.to_string(),
+            timezone: tz.name().to_owned(),
+            next_run: config
+                .schedule
+                .cron
+                .next_after(&now)
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false)),
+            customers_rule: if c.enabled {
+                format!(
+                    "anonymise customers ({}) inactive for {}",
+                    c.roles.join(", "),
+                    c.inactive_after
+                )
+            } else {
+                "off".to_owned()
+            },
+            inactive_before: c
+                .enabled
+                .then(|| {
+                    c.inactive_after
+                        .before(&now)
+                        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false))
+                })
+                .flatten(),
+            rest: match &config.rest {
+                Some(r) => format!("configured: {}", r.url),
+                None => "not configured: the service works on the database alone".to_owned(),
+            },
+        }
+    }
+}
+
+/// Connects, discovers the store and judges it. `Err` when the store cannot be examined
+/// at all (unreachable, wrong password, not WooCommerce).
+pub async fn run(config: &Config, config_warnings: &[String]) -> Result<Report, StoreError> {
+    let store = Store::open(&config.database)?;
+    let discovered = store::discover(&store).await;
+    store.close().await;
+    let d = discovered?;
+    let mut problems = d.problems();
+    let mut warnings = config_warnings.to_vec();
+    match d.own_schema_version {
+        None => warnings.push("the service's own tables do not exist yet: run `wc-retention migrate`".into()),
+        Some(v) if v < d.own_schema_latest => warnings.push(format!(
+            "the service's own tables are at version {v}, this build uses {}: run `wc-retention migrate`",
+            d.own_schema_latest
+        )),
+        Some(v) if v > d.own_schema_latest => problems.push(
+            StoreError::SchemaTooNew {
+                found: v,
+                known: d.own_schema_latest,
+            }
+            .to_string(),
+        ),
+        Some(_) => {}
+    }
+    if d.tls_cipher.is_none() && !is_local(store_target(config)) {
+        warnings.push("the database connection is not encrypted; set database.tls for a server on another host".into());
+    }
+    Ok(Report {
+        ok: problems.is_empty(),
+        store: d,
+        config: ConfigSummary::of(config),
+        problems,
+        warnings,
+    })
+}
+
+fn store_target(config: &Config) -> String {
+    mysql_async::Opts::from_url(&config.database.url)
+        .map(|o| {
+            if o.socket().is_some() {
+                "localhost".to_owned()
+            } else {
+                o.ip_or_hostname().to_owned()
+            }
+        })
+        .unwrap_or_default()
+}
+
+fn is_local(host: String) -> bool {
+    matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1") || host.starts_with("127.")
+}
+
+impl Report {
+    /// The short, readable form.
+    pub fn to_text(&self) -> String {
+        let d = &self.store;
+        let c = &self.config;
+        let own = match d.own_schema_version {
+            Some(v) => format!("version {v} (this build: {})", d.own_schema_latest),
+            None => "not created (run `wc-retention migrate`)".to_owned(),
+        };
+        let mut out = format!(
+            "database     {} as {} on {}{}\n\
+             wordpress    prefix {:?}, db_version {}, shop time zone {}\n\
+             woocommerce  {} (db {})\n\
+             orders       {} — {} orders, {} users\n\
+             own tables   {own}\n\
+             schedule     {:?} in {} — next run {}\n\
+             customers    {}{}\n\
+             rest api     {}\n",
+            d.database,
+            d.user,
+            d.server_version,
+            d.tls_cipher.as_ref().map(|c| format!(", TLS {c}")).unwrap_or_default(),
+            d.table_prefix,
+            d.wordpress_db_version.as_deref().unwrap_or("unknown"),
+            d.shop_timezone.as_deref().unwrap_or("unset"),
+            d.woocommerce_version,
+            d.woocommerce_db_version.as_deref().unwrap_or("unknown"),
+            d.order_storage,
+            d.orders,
+            d.users,
+            c.schedule,
+            c.timezone,
+            c.next_run.as_deref().unwrap_or("never"),
+            c.customers_rule,
+            c.inactive_before
+                .as_ref()
+                .map(|t| format!(" (last active before {t})"))
+                .unwrap_or_default(),
+            c.rest,
+        );
+        for w in &self.warnings {
+            out.push_str(&format!("warning      {w}\n"));
+        }
+        for p in &self.problems {
+            out.push_str(&format!("PROBLEM      {p}\n"));
+        }
+        out.push_str(if self.ok {
+            "result       ok\n"
+        } else {
+            "result       NOT OK: fix the problems above\n"
+        });
+        out
+    }
+}

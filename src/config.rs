@@ -1,0 +1,652 @@
+//! The service's configuration: a TOML file plus `WC_RETENTION__SECTION__KEY` environment
+//! variables, validated strictly at load so a typo never silently changes a retention period.
+//!
+//! Secrets (database password, REST consumer key and secret, the requests pepper) can be
+//! given inline, in an environment variable, or through a `*_file` key, which is what
+//! systemd's `LoadCredential=` provides. Secret values never pass through figment's value
+//! parser (it would turn "007" into 7) and never appear in `Debug` output or errors.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::period::Period;
+use crate::schedule::Schedule;
+
+/// Where `--config` points when it is not given.
+pub const DEFAULT_PATH: &str = "/etc/wc-retention/config.toml";
+/// Prefix of the environment variables that override file keys: `WC_RETENTION__DATABASE__URL`.
+pub const ENV_PREFIX: &str = "WC_RETENTION__";
+
+/// The whole configuration. Every section but `[database]` has defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach the shop's WordPress database.
+    pub database: Database,
+    /// When the daemon runs a retention cycle.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Log format and filter (command-line flags override these).
+    #[serde(default)]
+    pub log: Log,
+    /// The inactive-customer rule.
+    #[serde(default)]
+    pub customers: Customers,
+    /// The WooCommerce REST API; without this section the service works on the database alone.
+    pub rest: Option<Rest>,
+    /// Data-subject requests and their register.
+    #[serde(default)]
+    pub requests: Requests,
+}
+
+/// `[database]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// `mysql://user@host:port/database`, without a password (use `password_file`).
+    /// A local socket: `mysql://user@localhost/database?socket=/run/mysqld/mysqld.sock`.
+    pub url: String,
+    /// The database password inline; prefer `password_file`.
+    pub password: Option<Secret>,
+    /// A file holding the database password (e.g. a systemd credential).
+    pub password_file: Option<PathBuf>,
+    /// WordPress's table prefix (`$table_prefix` in wp-config.php).
+    #[serde(default = "default_prefix")]
+    pub table_prefix: String,
+    /// Transport security to the database server.
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// PEM file of the CA that signed the server's certificate, for `tls = "verify_ca"`.
+    pub ca_file: Option<PathBuf>,
+    /// Most connections the service opens at once.
+    #[serde(default = "default_pool_max")]
+    pub pool_max: usize,
+    /// Seconds to wait for a connection before giving up.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+/// How the connection to the database is secured.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Plain connection: for a server on the same host or a private network.
+    #[default]
+    Disabled,
+    /// Encrypted, without checking whose certificate it is.
+    Require,
+    /// Encrypted, and the certificate must chain to `ca_file` and match the host name.
+    VerifyCa,
+}
+
+/// `[schedule]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// crontab(5) syntax: minute hour day-of-month month day-of-week.
+    #[serde(default = "default_cron")]
+    pub cron: Schedule,
+    /// IANA time zone the schedule is read in.
+    #[serde(default = "default_timezone")]
+    pub timezone: TimeZone,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `json` (one object per line, for journald) or `pretty` (for people).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `RUST_LOG`-style filter such as `info` or `info,wc_retention=debug`.
+    pub level: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Pretty,
+}
+
+/// `[customers]`: registered customers who stopped being clients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customers {
+    /// Switch the rule off without deleting its settings.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A customer with no activity for this long is no longer a client.
+    #[serde(default = "default_inactive_after")]
+    pub inactive_after: Period,
+    /// Only users whose roles are all in this list are customers; everyone else is staff.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<String>,
+}
+
+/// `[rest]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rest {
+    /// The shop's base URL, e.g. `https://shop.example.nl/`.
+    pub url: String,
+    /// WooCommerce REST consumer key (`ck_…`) inline; prefer `consumer_key_file`.
+    pub consumer_key: Option<Secret>,
+    /// File holding the consumer key.
+    pub consumer_key_file: Option<PathBuf>,
+    /// WooCommerce REST consumer secret (`cs_…`) inline; prefer `consumer_secret_file`.
+    pub consumer_secret: Option<Secret>,
+    /// File holding the consumer secret.
+    pub consumer_secret_file: Option<PathBuf>,
+}
+
+/// `[requests]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requests {
+    /// Secret key of the register's subject hash; prefer `pepper_file`.
+    pub pepper: Option<Secret>,
+    /// File holding the pepper.
+    pub pepper_file: Option<PathBuf>,
+    /// How long the shop has to answer a request.
+    #[serde(default = "default_deadline")]
+    pub deadline: Period,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: default_cron(),
+            timezone: default_timezone(),
+        }
+    }
+}
+
+impl Default for Customers {
+    fn default() -> Self {
+        Customers {
+            enabled: true,
+            inactive_after: default_inactive_after(),
+            roles: default_roles(),
+        }
+    }
+}
+
+impl Default for Requests {
+    fn default() -> Self {
+        Requests {
+            pepper: None,
+            pepper_file: None,
+            deadline: default_deadline(),
+        }
+    }
+}
+
+fn default_prefix() -> String {
+    "wp_".into()
+}
+fn default_pool_max() -> usize {
+    4
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_cron() -> Schedule {
+    "30 3 * * *".parse().expect("the default schedule is valid")
+}
+fn default_timezone() -> TimeZone {
+    TimeZone(chrono_tz::Europe::Amsterdam)
+}
+fn yes() -> bool {
+    true
+}
+fn default_inactive_after() -> Period {
+    "3 years".parse().expect("the default period is valid")
+}
+fn default_roles() -> Vec<String> {
+    vec!["customer".into(), "subscriber".into()]
+}
+fn default_deadline() -> Period {
+    "30 days".parse().expect("the default deadline is valid")
+}
+
+/// A secret string: printed as `[redacted]` by `Debug` and never serialised.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// An IANA time zone name, checked at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeZone(pub chrono_tz::Tz);
+
+impl<'de> Deserialize<'de> for TimeZone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<chrono_tz::Tz>().map(TimeZone).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a known time zone: use an IANA name like \"Europe/Amsterdam\" or \"UTC\""
+            ))
+        })
+    }
+}
+
+/// Everything that can be wrong with a configuration. Each message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist (give another with --config)")]
+    Missing(PathBuf),
+    #[error("config file {path} cannot be read: {source}")]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("invalid configuration:\n{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// A loaded configuration and the warnings found while loading it (to be logged once
+/// logging is set up, which itself depends on the configuration).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Keys whose values are secrets: they bypass figment's value parser and are redacted.
+const SECRET_KEYS: [&str; 4] = [
+    "database.password",
+    "rest.consumer_key",
+    "rest.consumer_secret",
+    "requests.pepper",
+];
+
+/// Loads and validates the file at `path` overlaid with the process environment.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    load_layers(path, true)
+}
+
+fn load_layers(path: &Path, with_env: bool) -> Result<Loaded, ConfigError> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::Missing(path.to_owned())),
+        Err(source) => {
+            return Err(ConfigError::Unreadable {
+                path: path.to_owned(),
+                source,
+            })
+        }
+        Ok(_) => {}
+    }
+    if let Err(source) = std::fs::File::open(path) {
+        return Err(ConfigError::Unreadable {
+            path: path.to_owned(),
+            source,
+        });
+    }
+    let mut figment = Figment::new().merge(Toml::file_exact(path));
+    if with_env {
+        // Secrets are kept out of figment's Env provider, which would reinterpret them
+        // ("007" becomes 7), and added back verbatim.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .split("__")
+                .filter(|k| !SECRET_KEYS.contains(&k.as_str())),
+        );
+        for key in SECRET_KEYS {
+            let var = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase());
+            if let Ok(value) = std::env::var(&var) {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
+    }
+    let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
+    let mut loaded = Loaded {
+        config,
+        warnings: Vec::new(),
+    };
+    loaded.finish(path)?;
+    Ok(loaded)
+}
+
+fn describe(e: figment::Error) -> Vec<String> {
+    use figment::error::Kind;
+    e.into_iter()
+        .map(|err| {
+            let mut path = err.path.clone();
+            let message = match &err.kind {
+                // figment's path already ends with the unknown key.
+                Kind::UnknownField(_, expected) => {
+                    format!("unknown key (expected one of: {})", expected.join(", "))
+                }
+                Kind::MissingField(field) => {
+                    path.push(field.to_string());
+                    "missing: this key is required".to_owned()
+                }
+                Kind::InvalidType(actual, expected) if SECRET_KEYS.contains(&path.join(".").as_str()) => {
+                    let _ = actual;
+                    format!("expected {expected}")
+                }
+                other => other.to_string(),
+            };
+            let key = if path.is_empty() {
+                "(top level)".to_owned()
+            } else {
+                path.join(".")
+            };
+            let source = err
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(figment::Source::File(f)) => format!(" (in {})", f.display()),
+                    _ => format!(
+                        " (from {})",
+                        m.interpolate(&err.profile.clone().unwrap_or_default(), &err.path)
+                    ),
+                })
+                .unwrap_or_default();
+            format!("  {key}: {message}{source}")
+        })
+        .collect()
+}
+
+impl Loaded {
+    /// Checks what serde cannot, resolves secret files, and notes loose permissions.
+    fn finish(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let c = &mut self.config;
+        let db = &mut c.database;
+        if db.table_prefix.is_empty()
+            || !db
+                .table_prefix
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        {
+            problems.push(format!(
+                "  database.table_prefix: {:?} is not a table prefix: use letters, digits and underscores, like \"wp_\"",
+                db.table_prefix
+            ));
+        }
+        match mysql_async::Opts::from_url(&db.url) {
+            Err(_) => problems.push(format!(
+                "  database.url: {:?} is not a database URL: write mysql://user@host:3306/database",
+                redact_url(&db.url)
+            )),
+            Ok(o) if o.pass().is_some() => problems.push(
+                "  database.url: carries a password; remove it from the URL and use database.password_file".to_owned(),
+            ),
+            Ok(o) if o.db_name().is_none() => problems.push(format!(
+                "  database.url: {:?} names no database: write mysql://user@host:3306/database",
+                redact_url(&db.url)
+            )),
+            Ok(_) => {}
+        }
+        if db.pool_max == 0 {
+            problems.push("  database.pool_max: must be at least 1".to_owned());
+        }
+        if db.tls == TlsMode::VerifyCa && db.ca_file.is_none() {
+            problems.push("  database.ca_file: required when database.tls = \"verify_ca\"".to_owned());
+        }
+        if c.customers.roles.is_empty() {
+            problems.push("  customers.roles: must name at least one role".to_owned());
+        }
+        if let Some(rest) = &c.rest {
+            if !(rest.url.starts_with("https://") || rest.url.starts_with("http://")) {
+                problems.push(format!("  rest.url: {:?} is not an http(s) URL", rest.url));
+            }
+        }
+
+        let mut warnings = Vec::new();
+        let mut resolve =
+            |key: &str, inline: &mut Option<Secret>, file: &Option<PathBuf>| match (inline.is_some(), file) {
+                (true, Some(_)) => problems.push(format!("  {key}: set either {key} or {key}_file, not both")),
+                (false, Some(f)) => match read_secret_file(f) {
+                    Ok((secret, loose)) => {
+                        if loose {
+                            warnings.push(format!(
+                                "{key}_file {} is readable by group or others; restrict it with chmod 600",
+                                f.display()
+                            ));
+                        }
+                        *inline = Some(secret);
+                    }
+                    Err(e) => problems.push(format!("  {key}_file: cannot read secret file {}: {e}", f.display())),
+                },
+                (true, None) => {}
+                (false, None) => {}
+            };
+        resolve("database.password", &mut db.password, &db.password_file.clone());
+        if let Some(rest) = &mut c.rest {
+            resolve(
+                "rest.consumer_key",
+                &mut rest.consumer_key,
+                &rest.consumer_key_file.clone(),
+            );
+            resolve(
+                "rest.consumer_secret",
+                &mut rest.consumer_secret,
+                &rest.consumer_secret_file.clone(),
+            );
+        }
+        resolve(
+            "requests.pepper",
+            &mut c.requests.pepper,
+            &c.requests.pepper_file.clone(),
+        );
+        if let Some(rest) = &c.rest {
+            for (key, value) in [
+                ("rest.consumer_key", &rest.consumer_key),
+                ("rest.consumer_secret", &rest.consumer_secret),
+            ] {
+                if value.is_none() {
+                    problems.push(format!("  {key}: required with [rest] (or {key}_file)"));
+                }
+            }
+        }
+        if let Some(p) = &c.requests.pepper {
+            if p.expose().len() < 32 {
+                problems.push(
+                    "  requests.pepper: too short: use at least 32 random characters (e.g. openssl rand -hex 32)"
+                        .to_owned(),
+                );
+            }
+        }
+
+        let inline_secret = c.database.password_file.is_none() && c.database.password.is_some()
+            || c.requests.pepper_file.is_none() && c.requests.pepper.is_some()
+            || c.rest.as_ref().is_some_and(|r| {
+                r.consumer_key_file.is_none() && r.consumer_key.is_some()
+                    || r.consumer_secret_file.is_none() && r.consumer_secret.is_some()
+            });
+        if inline_secret && is_loose(path) {
+            warnings.push(format!(
+                "config file {} holds secrets and is readable by group or others; restrict it with chmod 600 or move the secrets to *_file keys",
+                path.display()
+            ));
+        }
+        self.warnings = warnings;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// Reads a secret file as systemd credentials and `echo secret > file` write it: the
+/// content without its trailing newline.
+fn read_secret_file(path: &Path) -> std::io::Result<(Secret, bool)> {
+    let text = std::fs::read_to_string(path)?;
+    let value = text.strip_suffix('\n').unwrap_or(&text);
+    let value = value.strip_suffix('\r').unwrap_or(value);
+    if value.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is empty",
+        ));
+    }
+    Ok((Secret(value.to_owned()), is_loose(path)))
+}
+
+fn is_loose(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o077 != 0)
+        .unwrap_or(false)
+}
+
+/// A database URL fit for messages: any password replaced.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::File::create(&p).unwrap().write_all(text.as_bytes()).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    // The environment layer is exercised by the binary's tests, which own their process
+    // environment; unit tests run in parallel in one process and must not share it.
+    fn load_str(text: &str) -> Result<Loaded, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        load_layers(&write(&dir, "config.toml", text), false)
+    }
+
+    const MINIMAL: &str = "[database]\nurl = \"mysql://wcr@db.example:3306/shop\"\n";
+
+    fn error_of(text: &str) -> String {
+        load_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_gets_the_documented_defaults() {
+        let c = load_str(MINIMAL).unwrap().config;
+        assert_eq!(c.database.table_prefix, "wp_");
+        assert_eq!(c.customers.inactive_after.to_string(), "3 years");
+        assert_eq!(c.schedule.cron.as_str(), "30 3 * * *");
+        assert_eq!(c.schedule.timezone.0, chrono_tz::Europe::Amsterdam);
+        assert_eq!(c.requests.deadline.to_string(), "30 days");
+        assert!(c.rest.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_value() {
+        let cases = [
+            (format!("{MINIMAL}surprise = 1\n"), "database.surprise: unknown key"),
+            (format!("surprise = 1\n{MINIMAL}"), "surprise: unknown key"),
+            (
+                format!("{MINIMAL}[customers]\ninactive_after = \"3 yeers\"\n"),
+                "customers.inactive_after: \"3 yeers\" is not a period",
+            ),
+            (
+                format!("{MINIMAL}[schedule]\ncron = \"30 3 * *\"\n"),
+                "schedule.cron: \"30 3 * *\" is not a crontab schedule",
+            ),
+            (
+                format!("{MINIMAL}[schedule]\ntimezone = \"Europe/Amsterdan\"\n"),
+                "schedule.timezone: \"Europe/Amsterdan\" is not a known time zone",
+            ),
+            (
+                format!("{MINIMAL}[customers]\nenabeld = false\n"),
+                "customers.enabeld: unknown key",
+            ),
+            ("[database]\n".to_owned(), "database.url: missing"),
+            (
+                "[database]\nurl = \"mysql://u:hunter2@h/db\"\n".to_owned(),
+                "database.url: carries a password",
+            ),
+            (
+                format!("{MINIMAL}table_prefix = \"wp; DROP\"\n"),
+                "database.table_prefix",
+            ),
+            (format!("{MINIMAL}[log]\nformat = \"xml\"\n"), "log.format"),
+        ];
+        for (text, want) in cases {
+            let e = error_of(&text);
+            assert!(e.contains(&format!("\n  {want}")), "want {want:?} in:\n{e}");
+            assert!(!e.contains("hunter2"), "password leaked: {e}");
+        }
+    }
+
+    #[test]
+    fn unreadable_secret_file_names_the_key_and_path() {
+        let e = error_of(&format!("{MINIMAL}password_file = \"/nonexistent/db_password\"\n"));
+        assert!(
+            e.contains("database.password_file: cannot read secret file /nonexistent/db_password"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secrets_from_files_env_and_never_in_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = write(&dir, "db_password", "007\n");
+        let text = format!("{MINIMAL}password_file = \"{}\"\n", pw.display());
+        let cfg = write(&dir, "c.toml", &text);
+        let loaded = load_layers(&cfg, false).unwrap();
+        assert_eq!(loaded.config.database.password.as_ref().unwrap().expose(), "007");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+        let debug = format!("{:?}", loaded.config);
+        assert!(!debug.contains("007"), "{debug}");
+        assert!(debug.contains("[redacted]"));
+    }
+
+    #[test]
+    fn loose_secret_files_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = write(&dir, "db_password", "s3cret");
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let cfg = write(
+            &dir,
+            "c.toml",
+            &format!("{MINIMAL}password_file = \"{}\"\n", pw.display()),
+        );
+        let loaded = load_layers(&cfg, false).unwrap();
+        assert!(
+            loaded.warnings[0].contains("database.password_file"),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_not_an_empty_config() {
+        let e = load(Path::new("/nonexistent/config.toml")).unwrap_err();
+        assert!(matches!(e, ConfigError::Missing(_)), "{e}");
+    }
+
+    #[test]
+    fn redact_url_hides_passwords_only() {
+        assert_eq!(redact_url("mysql://u:pw@h:3306/db"), "mysql://u:[redacted]@h:3306/db");
+        assert_eq!(redact_url("mysql://u@h/db"), "mysql://u@h/db");
+    }
+}

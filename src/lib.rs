@@ -1,0 +1,18 @@
+//! wc-retention: keeps a self-hosted WooCommerce shop's privacy promises.
+//!
+//! The crate is a pure core between thin edges (see DESIGN §2):
+//! - [`config`] turns the operator's TOML and environment into a validated [`config::Config`];
+//! - [`schedule`] and [`period`] are the pure time vocabulary of that config;
+//! - [`store`] is the only module that speaks SQL: discovery of the WooCommerce schema and the
+//!   service's own tables;
+//! - [`fixture`] generates realistic WooCommerce stores for tests, the demo and benchmarks;
+//! - [`check`] judges a store and a config for `wc-retention check`;
+//! - [`telemetry`] sets up structured logging.
+
+pub mod check;
+pub mod config;
+pub mod fixture;
+pub mod period;
+pub mod schedule;
+pub mod store;
+pub mod telemetry;

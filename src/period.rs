@@ -1,0 +1,174 @@
+//! Retention periods as operators write them: "90 days", "18 months", "3 years".
+//!
+//! Months and years are calendar units, not multiples of days: "1 year" before 29 February
+//! 2028 is 28 February 2027, as a person reading the privacy statement would count it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Days, Months, TimeZone};
+use serde::{Deserialize, Deserializer};
+
+/// A calendar period: an amount of one unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Period {
+    pub amount: u32,
+    pub unit: Unit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Days,
+    Weeks,
+    Months,
+    Years,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{input:?} is not a period: write a whole number and a unit, like \"90 days\", \"6 weeks\", \"18 months\" or \"3 years\"")]
+pub struct ParsePeriodError {
+    input: String,
+}
+
+impl Period {
+    /// The moment this period before `t`, in `t`'s own time zone; `None` only when that
+    /// falls outside chrono's calendar (hundreds of thousands of years).
+    pub fn before<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        let n = u64::from(self.amount);
+        match self.unit {
+            Unit::Days => t.clone().checked_sub_days(Days::new(n)),
+            Unit::Weeks => t.clone().checked_sub_days(Days::new(n.checked_mul(7)?)),
+            Unit::Months => t.clone().checked_sub_months(Months::new(self.amount)),
+            Unit::Years => t.clone().checked_sub_months(Months::new(self.amount.checked_mul(12)?)),
+        }
+    }
+
+    /// The moment this period after `t` (for deadlines).
+    pub fn after<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        let n = u64::from(self.amount);
+        match self.unit {
+            Unit::Days => t.clone().checked_add_days(Days::new(n)),
+            Unit::Weeks => t.clone().checked_add_days(Days::new(n.checked_mul(7)?)),
+            Unit::Months => t.clone().checked_add_months(Months::new(self.amount)),
+            Unit::Years => t.clone().checked_add_months(Months::new(self.amount.checked_mul(12)?)),
+        }
+    }
+}
+
+impl FromStr for Period {
+    type Err = ParsePeriodError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParsePeriodError { input: s.to_owned() };
+        let mut words = s.split_whitespace();
+        let (Some(amount), Some(unit), None) = (words.next(), words.next(), words.next()) else {
+            return Err(err());
+        };
+        let amount: u32 = amount.parse().map_err(|_| err())?;
+        let unit = match unit.to_ascii_lowercase().as_str() {
+            "day" | "days" => Unit::Days,
+            "week" | "weeks" => Unit::Weeks,
+            "month" | "months" => Unit::Months,
+            "year" | "years" => Unit::Years,
+            _ => return Err(err()),
+        };
+        Ok(Period { amount, unit })
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.unit {
+            Unit::Days => "day",
+            Unit::Weeks => "week",
+            Unit::Months => "month",
+            Unit::Years => "year",
+        };
+        let plural = if self.amount == 1 { "" } else { "s" };
+        write!(f, "{} {unit}{plural}", self.amount)
+    }
+}
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn parses_what_operators_write() {
+        assert_eq!(
+            "90 days".parse(),
+            Ok(Period {
+                amount: 90,
+                unit: Unit::Days
+            })
+        );
+        assert_eq!(
+            "1 year".parse(),
+            Ok(Period {
+                amount: 1,
+                unit: Unit::Years
+            })
+        );
+        assert_eq!(
+            " 18  Months ".parse(),
+            Ok(Period {
+                amount: 18,
+                unit: Unit::Months
+            })
+        );
+        assert_eq!(
+            "2 weeks".parse(),
+            Ok(Period {
+                amount: 2,
+                unit: Unit::Weeks
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_typos_and_names_the_input() {
+        for bad in [
+            "3 yeers",
+            "three years",
+            "3",
+            "years",
+            "-1 days",
+            "3 years ago",
+            "",
+            "1.5 years",
+        ] {
+            let e = bad.parse::<Period>().unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn months_and_years_are_calendar_units() {
+        let leap = at("2028-02-29T12:00:00Z");
+        let p: Period = "1 year".parse().unwrap();
+        assert_eq!(p.before(&leap), Some(at("2027-02-28T12:00:00Z")));
+        let m: Period = "1 month".parse().unwrap();
+        assert_eq!(m.before(&at("2026-03-31T00:00:00Z")), Some(at("2026-02-28T00:00:00Z")));
+        let d: Period = "30 days".parse().unwrap();
+        assert_eq!(d.after(&at("2026-11-24T10:00:00Z")), Some(at("2026-12-24T10:00:00Z")));
+    }
+
+    #[test]
+    fn displays_round_trip() {
+        for s in ["1 day", "90 days", "18 months", "3 years", "1 week"] {
+            assert_eq!(s.parse::<Period>().unwrap().to_string(), s);
+        }
+    }
+}

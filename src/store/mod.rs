@@ -1,0 +1,196 @@
+//! The only module that speaks SQL to the shop's database.
+//!
+//! It knows the WooCommerce schema (table prefix, order storage) and the service's own
+//! tables; it never decides whether to act. Errors carry table names, ids and server error
+//! codes, never row values: a MySQL message that may quote a value (duplicate key, bad
+//! string) is reduced to its code.
+
+pub mod discovery;
+pub mod migrations;
+
+use std::time::Duration;
+
+use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
+
+use crate::config::{self, TlsMode};
+
+pub use discovery::{discover, Discovery, OrderStorage};
+
+/// A connection pool to one WooCommerce database with a known table prefix.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    prefix: String,
+    /// Host and port, or socket: for messages.
+    target: String,
+    user: String,
+    database: String,
+    connect_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach the database server at {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+    #[error(
+        "the database server at {target} refused the login of user {user:?}: wrong user or password (MySQL error 1045)"
+    )]
+    AccessDenied { target: String, user: String },
+    #[error("database {database:?} does not exist on {target} (check database.url)")]
+    UnknownDatabase { target: String, database: String },
+    #[error("user {user:?} may not use database {database:?} (MySQL error 1044): grant it the privileges in deploy/grants.sql")]
+    DatabaseDenied { user: String, database: String },
+    #[error("database {database:?} has no WordPress tables with prefix {prefix:?}{hint}")]
+    NotWordPress {
+        database: String,
+        prefix: String,
+        hint: String,
+    },
+    #[error("database {database:?} holds WordPress (prefix {prefix:?}) but WooCommerce is not installed: option woocommerce_version is missing")]
+    NotWooCommerce { database: String, prefix: String },
+    #[error("the service's own tables are at schema version {found}, newer than this wc-retention knows ({known}): upgrade wc-retention before running it against this database")]
+    SchemaTooNew { found: u32, known: u32 },
+    #[error("{context}: {}", describe_mysql(.source))]
+    Sql {
+        context: String,
+        source: mysql_async::Error,
+    },
+}
+
+impl StoreError {
+    /// Wraps a driver error with what was being done; connection-level failures become
+    /// the specific variants above.
+    pub fn sql(context: impl Into<String>, store: &Store) -> impl FnOnce(mysql_async::Error) -> StoreError + '_ {
+        let context = context.into();
+        move |source| match classify(source, store) {
+            Ok(specific) => specific,
+            Err(source) => StoreError::Sql { context, source },
+        }
+    }
+}
+
+/// Server error codes whose message may quote row values (a duplicate key, an invalid
+/// string or date): only the code is shown for them.
+const VALUE_QUOTING_CODES: [u16; 6] = [1062, 1586, 1366, 1292, 1367, 1411];
+
+fn describe_mysql(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) if VALUE_QUOTING_CODES.contains(&s.code) => {
+            format!(
+                "MySQL error {} ({}); the server's message is withheld because it may quote row data",
+                s.code, s.state
+            )
+        }
+        mysql_async::Error::Server(s) => {
+            format!("MySQL error {} ({}): {}", s.code, s.state, s.message)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Login and connection failures deserve their own, precise message.
+fn classify(e: mysql_async::Error, store: &Store) -> Result<StoreError, mysql_async::Error> {
+    let target = store.target.clone();
+    match &e {
+        mysql_async::Error::Server(s) if s.code == 1045 => Ok(StoreError::AccessDenied {
+            target,
+            user: store.user.clone(),
+        }),
+        mysql_async::Error::Server(s) if s.code == 1049 => Ok(StoreError::UnknownDatabase {
+            target,
+            database: store.database.clone(),
+        }),
+        mysql_async::Error::Server(s) if s.code == 1044 => Ok(StoreError::DatabaseDenied {
+            user: store.user.clone(),
+            database: store.database.clone(),
+        }),
+        mysql_async::Error::Io(io) => Ok(StoreError::Unreachable {
+            target,
+            reason: io.to_string(),
+        }),
+        mysql_async::Error::Driver(d) => Ok(StoreError::Unreachable {
+            target,
+            reason: d.to_string(),
+        }),
+        _ => Err(e),
+    }
+}
+
+impl Store {
+    /// A pool for the configured database; no connection is made until first use.
+    pub fn open(db: &config::Database) -> Result<Store, StoreError> {
+        let base = Opts::from_url(&db.url).map_err(|_| StoreError::Unreachable {
+            target: config::redact_url(&db.url),
+            reason: "database.url is not a valid mysql:// URL".into(),
+        })?;
+        let target = match base.socket() {
+            Some(sock) => format!("socket {sock}"),
+            None => format!("{}:{}", base.ip_or_hostname(), base.tcp_port()),
+        };
+        let ssl = match db.tls {
+            TlsMode::Disabled => None,
+            TlsMode::Require => Some(
+                SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            ),
+            TlsMode::VerifyCa => {
+                let roots = db.ca_file.iter().map(|p| p.clone().into()).collect();
+                Some(SslOpts::default().with_root_certs(roots))
+            }
+        };
+        let user = base.user().unwrap_or_default().to_owned();
+        let database = base.db_name().unwrap_or_default().to_owned();
+        let constraints = PoolConstraints::new(0, db.pool_max).unwrap_or_default();
+        let opts = OptsBuilder::from_opts(base)
+            .pass(db.password.as_ref().map(|p| p.expose().to_owned()))
+            .ssl_opts(ssl)
+            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            // UTC sessions: the service compares *_gmt columns and writes its own times in UTC.
+            .init(vec!["SET time_zone = '+00:00'"]);
+        Ok(Store {
+            pool: Pool::new(opts),
+            prefix: db.table_prefix.clone(),
+            target,
+            user,
+            database,
+            connect_timeout: Duration::from_secs(db.connect_timeout_secs),
+        })
+    }
+
+    /// A connection, or a precise error (unreachable, wrong password, unknown database).
+    pub async fn conn(&self) -> Result<mysql_async::Conn, StoreError> {
+        match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
+            Ok(r) => r.map_err(StoreError::sql("connecting", self)),
+            Err(_) => Err(StoreError::Unreachable {
+                target: self.target.clone(),
+                reason: format!("no connection within {} s", self.connect_timeout.as_secs()),
+            }),
+        }
+    }
+
+    /// A WooCommerce table's full name, quoted for SQL: `table("users")` → `` `wp_users` ``.
+    /// The prefix is validated at config load to be `[A-Za-z0-9_]+`.
+    pub fn table(&self, name: &str) -> String {
+        format!("`{}{}`", self.prefix, name)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Where the server is, for messages (never the password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The database name from the URL.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Closes every connection; waits for checked-out ones to come back.
+    pub async fn close(self) {
+        let _ = self.pool.disconnect().await;
+    }
+}
