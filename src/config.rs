@@ -352,10 +352,10 @@ fn describe(e: figment::Error) -> Vec<String> {
                 .as_ref()
                 .map(|m| match &m.source {
                     Some(figment::Source::File(f)) => format!(" (in {})", f.display()),
-                    _ => format!(
-                        " (from {})",
-                        m.interpolate(&err.profile.clone().unwrap_or_default(), &err.path)
-                    ),
+                    _ if m.name.contains("environment") => {
+                        format!(" (from {ENV_PREFIX}{})", err.path.join("__").to_ascii_uppercase())
+                    }
+                    _ => format!(" (from {})", m.name),
                 })
                 .unwrap_or_default();
             format!("  {key}: {message}{source}")
@@ -447,11 +447,16 @@ impl Loaded {
             &c.requests.pepper_file.clone(),
         );
         if let Some(rest) = &c.rest {
-            for (key, value) in [
-                ("rest.consumer_key", &rest.consumer_key),
-                ("rest.consumer_secret", &rest.consumer_secret),
-            ] {
-                if value.is_none() {
+            let keys = [
+                ("rest.consumer_key", &rest.consumer_key, &rest.consumer_key_file),
+                (
+                    "rest.consumer_secret",
+                    &rest.consumer_secret,
+                    &rest.consumer_secret_file,
+                ),
+            ];
+            for (key, value, file) in keys {
+                if value.is_none() && file.is_none() {
                     problems.push(format!("  {key}: required with [rest] (or {key}_file)"));
                 }
             }

@@ -66,7 +66,7 @@ mariadb_start() {
   "$server" --no-defaults "${user_opt[@]}" --datadir="$MARIADB_DIR/data" \
     --port="$MARIADB_PORT" --bind-address=127.0.0.1 --socket="$MARIADB_SOCKET" \
     --pid-file="$MARIADB_DIR/mysqld.pid" --log-error="$MARIADB_DIR/error.log" \
-    --max-connections=600 --skip-log-bin ${MARIADB_EXTRA_OPTS:-} &
+    --max-connections=600 --skip-log-bin ${MARIADB_EXTRA_OPTS:-} >"$MARIADB_DIR/server.out" 2>&1 &
   MARIADB_PID=$!
 
   local i

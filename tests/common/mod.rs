@@ -28,7 +28,9 @@ impl TestDb {
         assert!(name.len() <= 64, "test name too long for a database name: {name}");
         let admin = Pool::new(Opts::from_url(&server_url()).expect("valid test server URL"));
         let mut conn = admin.get_conn().await.expect("connect to the test MariaDB");
-        conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await.unwrap();
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+            .await
+            .unwrap();
         conn.query_drop(format!(
             "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci"
         ))
@@ -36,7 +38,11 @@ impl TestDb {
         .unwrap();
         drop(conn);
         let opts = OptsBuilder::from_opts(Opts::from_url(&server_url()).unwrap()).db_name(Some(&name));
-        TestDb { name, pool: Pool::new(opts), admin }
+        TestDb {
+            name,
+            pool: Pool::new(opts),
+            admin,
+        }
     }
 
     /// A `mysql://` URL for this database, for configs handed to the binary.
@@ -55,12 +61,62 @@ impl TestDb {
     pub async fn drop(self) {
         self.pool.disconnect().await.ok();
         let mut conn = self.admin.get_conn().await.unwrap();
-        conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name)).await.unwrap();
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name))
+            .await
+            .unwrap();
         drop(conn);
         self.admin.disconnect().await.ok();
     }
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// What a run of the `wc-retention` binary left: exit code and both streams.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Both streams, for "never printed anywhere" assertions.
+    pub fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs the binary with `args`, a clean `WC_RETENTION__*` environment plus `env`.
+pub fn wc_retention(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wc-retention"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WC_RETENTION") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args).envs(env.iter().copied());
+    let out = cmd.output().expect("run the wc-retention binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Writes a config file (mode 0600) into `dir` and returns its path as a string.
+pub fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.to_str().unwrap().to_owned()
 }
