@@ -18,6 +18,8 @@ GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_woocommerce_order_items` TO 'wc_
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_woocommerce_order_itemmeta` TO 'wc_retention'@'localhost';
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_wc_download_log` TO 'wc_retention'@'localhost';
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_woocommerce_downloadable_product_permissions` TO 'wc_retention'@'localhost';
+-- The HPOS order tables exist from WooCommerce 8.2 on; on an older legacy store leave out
+-- the lines naming wc_orders, wc_order_addresses, wc_order_operational_data, wc_orders_meta.
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_wc_orders` TO 'wc_retention'@'localhost';
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_wc_order_addresses` TO 'wc_retention'@'localhost';
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_wc_order_operational_data` TO 'wc_retention'@'localhost';

@@ -59,7 +59,7 @@ impl ConfigSummary {
                 })
                 .flatten(),
             rest: match &config.rest {
-                Some(r) => format!("configured: {}", r.url),
+                Some(r) => format!("configured: {}", crate::config::redact_url(&r.url)),
                 None => "not configured: the service works on the database alone".to_owned(),
             },
         }
@@ -100,6 +100,10 @@ pub async fn run(config: &Config, config_warnings: &[String]) -> Result<Report, 
         problems,
         warnings,
     })
+}
+
+fn count(n: Option<u64>) -> String {
+    n.map_or_else(|| "?".to_owned(), |n| n.to_string())
 }
 
 fn store_target(config: &Config) -> String {
@@ -146,8 +150,8 @@ impl Report {
             d.woocommerce_version,
             d.woocommerce_db_version.as_deref().unwrap_or("unknown"),
             d.order_storage,
-            d.orders,
-            d.users,
+            count(d.orders),
+            count(d.users),
             c.schedule,
             c.timezone,
             c.next_run.as_deref().unwrap_or("never"),

@@ -304,7 +304,8 @@ fn load_layers(path: &Path, with_env: bool) -> Result<Loaded, ConfigError> {
         figment = figment.merge(
             Env::prefixed(ENV_PREFIX)
                 .split("__")
-                .filter(|k| !SECRET_KEYS.contains(&k.as_str())),
+                // `k` is not lowercased yet here; UncasedStr compares case-insensitively.
+                .filter(|k| !SECRET_KEYS.iter().any(|secret| k == *secret)),
         );
         for key in SECRET_KEYS {
             let var = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase());
@@ -318,6 +319,14 @@ fn load_layers(path: &Path, with_env: bool) -> Result<Loaded, ConfigError> {
         config,
         warnings: Vec::new(),
     };
+    if with_env {
+        loaded.warnings.extend(
+            std::env::vars()
+                .map(|(k, _)| k)
+                .filter(|k| k.starts_with("WC_RETENTION_") && !k.starts_with(ENV_PREFIX) && k != "WC_RETENTION_CONFIG")
+                .map(|k| format!("environment variable {k} is ignored: overrides are written {ENV_PREFIX}SECTION__KEY")),
+        );
+    }
     loaded.finish(path)?;
     Ok(loaded)
 }
@@ -340,6 +349,15 @@ fn describe(e: figment::Error) -> Vec<String> {
                     let _ = actual;
                     format!("expected {expected}")
                 }
+                // A TOML syntax error quotes the offending line, which may hold a secret:
+                // keep only where it is and what is wrong.
+                Kind::Message(m) if m.starts_with("TOML parse error") => {
+                    let lines: Vec<&str> = m.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                    match (lines.first(), lines.last()) {
+                        (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
+                        _ => "TOML parse error".to_owned(),
+                    }
+                }
                 other => other.to_string(),
             };
             let key = if path.is_empty() {
@@ -355,7 +373,9 @@ fn describe(e: figment::Error) -> Vec<String> {
                     _ if m.name.contains("environment") => {
                         format!(" (from {ENV_PREFIX}{})", err.path.join("__").to_ascii_uppercase())
                     }
-                    _ => format!(" (from {})", m.name),
+                    // Secrets from the environment come through a provider whose name
+                    // is a type name, which would tell the operator nothing.
+                    _ => String::new(),
                 })
                 .unwrap_or_default();
             format!("  {key}: {message}{source}")
@@ -397,15 +417,26 @@ impl Loaded {
         if db.pool_max == 0 {
             problems.push("  database.pool_max: must be at least 1".to_owned());
         }
-        if db.tls == TlsMode::VerifyCa && db.ca_file.is_none() {
-            problems.push("  database.ca_file: required when database.tls = \"verify_ca\"".to_owned());
+        match (&db.tls, &db.ca_file) {
+            (TlsMode::VerifyCa, None) => {
+                problems.push("  database.ca_file: required when database.tls = \"verify_ca\"".to_owned())
+            }
+            (_, Some(ca)) => {
+                if let Err(e) = std::fs::File::open(ca) {
+                    problems.push(format!("  database.ca_file: cannot read {}: {e}", ca.display()));
+                }
+            }
+            _ => {}
         }
         if c.customers.roles.is_empty() {
             problems.push("  customers.roles: must name at least one role".to_owned());
         }
         if let Some(rest) = &c.rest {
-            if !(rest.url.starts_with("https://") || rest.url.starts_with("http://")) {
-                problems.push(format!("  rest.url: {:?} is not an http(s) URL", rest.url));
+            if !rest.url.starts_with("https://") {
+                problems.push(format!(
+                    "  rest.url: {:?} is not an https:// URL (over plain HTTP the consumer secret would travel unencrypted)",
+                    redact_url(&rest.url)
+                ));
             }
         }
 
@@ -482,7 +513,7 @@ impl Loaded {
                 path.display()
             ));
         }
-        self.warnings = warnings;
+        self.warnings.extend(warnings);
         if problems.is_empty() {
             Ok(())
         } else {

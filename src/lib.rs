@@ -12,6 +12,7 @@
 pub mod check;
 pub mod config;
 pub mod fixture;
+pub mod localtime;
 pub mod period;
 pub mod schedule;
 pub mod store;

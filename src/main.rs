@@ -52,7 +52,7 @@ struct Failure(u8, String);
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
         let code = match e {
-            StoreError::Sql { .. } => 1,
+            StoreError::Sql { .. } if !e.is_denied() => 1,
             _ => 3,
         };
         Failure(code, e.to_string())

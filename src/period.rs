@@ -9,6 +9,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Days, Months, TimeZone};
 use serde::{Deserialize, Deserializer};
 
+use crate::localtime;
+
 /// A calendar period: an amount of one unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Period {
@@ -25,33 +27,42 @@ pub enum Unit {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{input:?} is not a period: write a whole number and a unit, like \"90 days\", \"6 weeks\", \"18 months\" or \"3 years\"")]
+#[error("{input:?} is not a period: write a positive whole number and a unit, like \"90 days\", \"6 weeks\", \"18 months\" or \"3 years\"")]
 pub struct ParsePeriodError {
     input: String,
 }
 
 impl Period {
-    /// The moment this period before `t`, in `t`'s own time zone; `None` only when that
-    /// falls outside chrono's calendar (hundreds of thousands of years).
+    /// The moment this period before `t`, counted on the wall clock of `t`'s time zone
+    /// (see [`localtime::resolve`] for days with 23 or 25 hours); `None` only outside
+    /// chrono's calendar.
     pub fn before<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        let n = u64::from(self.amount);
-        match self.unit {
-            Unit::Days => t.clone().checked_sub_days(Days::new(n)),
-            Unit::Weeks => t.clone().checked_sub_days(Days::new(n.checked_mul(7)?)),
-            Unit::Months => t.clone().checked_sub_months(Months::new(self.amount)),
-            Unit::Years => t.clone().checked_sub_months(Months::new(self.amount.checked_mul(12)?)),
-        }
+        let n = t.naive_local();
+        let shifted = match self.unit {
+            Unit::Days | Unit::Weeks => n.checked_sub_days(Days::new(self.days()?)),
+            Unit::Months | Unit::Years => n.checked_sub_months(Months::new(self.months()?)),
+        }?;
+        localtime::resolve(&t.timezone(), shifted)
     }
 
-    /// The moment this period after `t` (for deadlines).
+    /// The moment this period after `t` (for deadlines), counted as [`Period::before`] does.
     pub fn after<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        let n = u64::from(self.amount);
-        match self.unit {
-            Unit::Days => t.clone().checked_add_days(Days::new(n)),
-            Unit::Weeks => t.clone().checked_add_days(Days::new(n.checked_mul(7)?)),
-            Unit::Months => t.clone().checked_add_months(Months::new(self.amount)),
-            Unit::Years => t.clone().checked_add_months(Months::new(self.amount.checked_mul(12)?)),
-        }
+        let n = t.naive_local();
+        let shifted = match self.unit {
+            Unit::Days | Unit::Weeks => n.checked_add_days(Days::new(self.days()?)),
+            Unit::Months | Unit::Years => n.checked_add_months(Months::new(self.months()?)),
+        }?;
+        localtime::resolve(&t.timezone(), shifted)
+    }
+
+    fn days(&self) -> Option<u64> {
+        let per = if self.unit == Unit::Weeks { 7 } else { 1 };
+        u64::from(self.amount).checked_mul(per)
+    }
+
+    fn months(&self) -> Option<u32> {
+        let per = if self.unit == Unit::Years { 12 } else { 1 };
+        self.amount.checked_mul(per)
     }
 }
 
@@ -64,7 +75,7 @@ impl FromStr for Period {
         let (Some(amount), Some(unit), None) = (words.next(), words.next(), words.next()) else {
             return Err(err());
         };
-        let amount: u32 = amount.parse().map_err(|_| err())?;
+        let amount: u32 = amount.parse().ok().filter(|n| *n > 0).ok_or_else(err)?;
         let unit = match unit.to_ascii_lowercase().as_str() {
             "day" | "days" => Unit::Days,
             "week" | "weeks" => Unit::Weeks,
@@ -163,6 +174,18 @@ mod tests {
         assert_eq!(m.before(&at("2026-03-31T00:00:00Z")), Some(at("2026-02-28T00:00:00Z")));
         let d: Period = "30 days".parse().unwrap();
         assert_eq!(d.after(&at("2026-11-24T10:00:00Z")), Some(at("2026-12-24T10:00:00Z")));
+    }
+
+    #[test]
+    fn periods_across_a_clock_change_keep_the_wall_clock_time() {
+        use chrono_tz::Europe::Amsterdam;
+        let t = Amsterdam.with_ymd_and_hms(2026, 3, 30, 2, 30, 0).unwrap();
+        let day: Period = "1 day".parse().unwrap();
+        // 02:30 did not exist on 29 March; the first instant after the jump stands in.
+        assert_eq!(day.before(&t).unwrap().to_rfc3339(), "2026-03-29T03:00:00+02:00");
+        let t = Amsterdam.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
+        let month: Period = "1 month".parse().unwrap();
+        assert_eq!(month.before(&t).unwrap().to_rfc3339(), "2026-10-24T10:00:00+02:00");
     }
 
     #[test]

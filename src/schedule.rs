@@ -10,7 +10,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeZone};
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::localtime;
 
 /// A validated crontab schedule.
 #[derive(Clone)]
@@ -200,8 +202,26 @@ impl FromStr for Schedule {
 impl Schedule {
     /// The first fire time strictly after `t`, in `t`'s time zone. `None` for a schedule
     /// that never fires again (e.g. 30 February).
+    ///
+    /// Like crontab, the schedule is read on the wall clock: a time the clock skips in
+    /// spring fires at the first instant after the jump, and a time it passes twice in
+    /// autumn fires once. The `cron` crate is therefore asked in naive wall-clock time (as
+    /// if it were UTC) and its answer resolved in the real zone.
     pub fn next_after<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        self.parts.iter().filter_map(|p| p.after(t).next()).min()
+        let tz = t.timezone();
+        let mut wall = t.naive_local();
+        // A candidate can resolve to an instant not after `t` only inside a repeated
+        // hour; the next candidate is then a later wall-clock time, so two rounds suffice.
+        for _ in 0..3 {
+            let from = Utc.from_utc_datetime(&wall);
+            let next = self.parts.iter().filter_map(|p| p.after(&from).next()).min()?.naive_utc();
+            let real = localtime::resolve(&tz, next)?;
+            if real > *t {
+                return Some(real);
+            }
+            wall = next;
+        }
+        None
     }
 
     /// The expression as the operator wrote it.
@@ -301,6 +321,30 @@ mod tests {
         assert_eq!(got[1].date_naive(), date(2026, 11, 26));
         let got = fires("0 0 1 jan *", date(2026, 11, 24), 1);
         assert_eq!(got[0].date_naive(), date(2027, 1, 1));
+    }
+
+    #[test]
+    fn clock_changes_neither_skip_nor_repeat_a_run() {
+        // Spring: 2026-03-29 02:00 → 03:00. The 02:30 run happens right after the jump.
+        let got = fires("30 2 * * *", date(2026, 3, 28), 3);
+        let shown: Vec<String> = got.iter().map(|t| t.to_rfc3339()).collect();
+        assert_eq!(
+            shown,
+            ["2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]
+        );
+        // Autumn: 2026-10-25 03:00 → 02:00. 02:30 happens twice on the clock, runs once.
+        let got = fires("30 2 * * *", date(2026, 10, 24), 3);
+        let shown: Vec<String> = got.iter().map(|t| t.to_rfc3339()).collect();
+        assert_eq!(
+            shown,
+            ["2026-10-24T02:30:00+02:00", "2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
+        );
+        // Asking again from inside the repeated hour, after the run, does not repeat it.
+        let s: Schedule = "30 2 * * *".parse().unwrap();
+        // 01:10 UTC is 02:10 CET, the second pass, after 02:30 CEST has fired.
+        let second_pass = Utc.with_ymd_and_hms(2026, 10, 25, 1, 10, 0).unwrap().with_timezone(&Amsterdam);
+        assert_eq!(second_pass.to_rfc3339(), "2026-10-25T02:10:00+01:00");
+        assert_eq!(s.next_after(&second_pass).unwrap().to_rfc3339(), "2026-10-26T02:30:00+01:00");
     }
 
     #[test]

@@ -115,6 +115,25 @@ fn secrets_in_the_environment_stay_secret() {
 }
 
 #[test]
+fn toml_syntax_errors_do_not_quote_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &format!("{DB}password = Unquoted-Secret-77\n"));
+    let run = wc_retention(&["--config", &config, "check"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("TOML parse error at line 3"), "{}", run.stderr);
+    assert!(!run.all_output().contains("Unquoted-Secret-77"), "{}", run.all_output());
+}
+
+#[test]
+fn a_zero_period_would_forget_everyone_and_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &format!("{DB}[customers]\ninactive_after = \"0 days\"\n"));
+    let run = wc_retention(&["--config", &config, "check"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("customers.inactive_after: \"0 days\" is not a period"), "{}", run.stderr);
+}
+
+#[test]
 fn a_password_in_the_url_is_refused_without_echoing_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dir, "[database]\nurl = \"mysql://wcr:Hunter2-Pw@127.0.0.1/shop\"\n");
@@ -179,9 +198,9 @@ fn the_example_config_loads() {
         Ok(_) => {}
         Err(e) => {
             let e = e.to_string();
-            // The credential files of the example do not exist here; anything else is a defect.
+            // The credential and CA files of the example do not exist here; anything else is a defect.
             assert!(
-                !e.contains("unknown key") && e.lines().skip(1).all(|l| l.contains("cannot read secret file")),
+                !e.contains("unknown key") && e.lines().skip(1).all(|l| l.contains("cannot read")),
                 "{e}"
             );
         }

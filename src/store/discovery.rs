@@ -1,7 +1,7 @@
 //! What kind of store this is: WooCommerce version, order storage, tables present, and what
 //! the connected user may do to them. Read-only.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use mysql_async::prelude::Queryable;
@@ -225,12 +225,15 @@ pub struct Discovery {
     pub woocommerce_version: String,
     pub woocommerce_db_version: Option<String>,
     pub order_storage: OrderStorage,
-    pub users: u64,
-    pub orders: u64,
+    /// `None` when the user may not read the table.
+    pub users: Option<u64>,
+    pub orders: Option<u64>,
     /// Required tables that do not exist.
     pub missing_tables: Vec<String>,
     /// Tables only some WooCommerce versions have, absent here (not a problem).
     pub absent_optional_tables: Vec<String>,
+    /// Tables on a storage engine without transactions (old MyISAM installs).
+    pub non_transactional_tables: Vec<String>,
     /// `(table, privilege)` pairs the service needs and the user lacks.
     pub missing_privileges: Vec<(String, Privilege)>,
     /// Version of the service's own tables (`None`: `migrate` has not run).
@@ -247,6 +250,13 @@ impl Discovery {
                 "missing tables: {} (is this a complete WooCommerce {} database?)",
                 self.missing_tables.join(", "),
                 self.woocommerce_version
+            ));
+        }
+        if !self.non_transactional_tables.is_empty() {
+            p.push(format!(
+                "tables without transactions: {} (convert them with ALTER TABLE … ENGINE=InnoDB; \
+                 the service changes data only in transactions)",
+                self.non_transactional_tables.join(", ")
             ));
         }
         if !self.missing_privileges.is_empty() {
@@ -282,17 +292,22 @@ pub async fn discover(store: &Store) -> Result<Discovery, StoreError> {
         .map_err(err("reading TLS status"))?;
     let tls_cipher = tls_cipher.map(|(_, c)| c).filter(|c| !c.is_empty());
 
+    // The probes below take metadata locks; behind a long DDL or backup lock they must
+    // give up rather than wait the server's default of a year.
+    conn.query_drop("SET SESSION lock_wait_timeout = 10")
+        .await
+        .map_err(err("limiting lock waits"))?;
+
     // information_schema lists only tables the user holds some privilege on; a required
-    // table missing from it is probed below to tell "absent" from "not allowed".
-    let listed: BTreeSet<String> = conn
-        .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
+    // table missing from it is probed to tell "absent" from "not allowed".
+    let listed: BTreeMap<String, Option<String>> = conn
+        .query("SELECT TABLE_NAME, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
         .await
         .map_err(err("listing tables"))?
         .into_iter()
         .collect();
     let prefix = store.prefix();
-    let options_table = format!("{prefix}options");
-    if !listed.contains(&options_table) && !table_exists(&mut conn, store, "options").await? {
+    if presence(&mut conn, store, &listed, "options").await? != Presence::Exists {
         return Err(StoreError::NotWordPress {
             database,
             prefix: prefix.to_owned(),
@@ -350,57 +365,55 @@ pub async fn discover(store: &Store) -> Result<Discovery, StoreError> {
     let mut missing_tables = Vec::new();
     let mut absent_optional_tables = Vec::new();
     let mut missing_privileges = Vec::new();
+    let mut non_transactional_tables = Vec::new();
     for t in SHOP_TABLES {
         let full = format!("{prefix}{}", t.name);
-        let exists = listed.contains(&full) || table_exists(&mut conn, store, t.name).await?;
         let needed = match t.need {
             Need::Always => true,
             Need::Hpos => order_storage.uses_hpos_tables(),
             Need::IfPresent => false,
         };
-        if !exists {
-            if needed {
-                missing_tables.push(full);
-            } else if t.need == Need::IfPresent {
-                absent_optional_tables.push(full);
-            }
+        if !needed && t.need != Need::IfPresent {
             continue;
         }
-        if needed || t.need == Need::IfPresent {
-            for p in t.privileges {
-                if !allowed(&mut conn, store, t.name, *p).await? {
-                    missing_privileges.push((full.clone(), *p));
+        match presence(&mut conn, store, &listed, t.name).await? {
+            Presence::Exists => {
+                for p in t.privileges {
+                    if !allowed(&mut conn, store, t.name, *p).await? {
+                        missing_privileges.push((full.clone(), *p));
+                    }
+                }
+                if let Some(Some(engine)) = listed.get(&full).filter(|e| e.as_deref() != Some("InnoDB")) {
+                    non_transactional_tables.push(format!("{full} ({engine})"));
                 }
             }
+            Presence::Absent if needed => missing_tables.push(full),
+            // The user may not even see it: every privilege it needs there is missing.
+            Presence::Hidden if needed => missing_privileges.extend(t.privileges.iter().map(|p| (full.clone(), *p))),
+            Presence::Absent | Presence::Hidden => absent_optional_tables.push(full),
         }
     }
 
-    let users: u64 = if listed.contains(&format!("{prefix}users")) {
+    let readable = |name: &str| {
+        let full = format!("{prefix}{name}");
+        listed.contains_key(&full) && !missing_privileges.contains(&(full, Privilege::Select))
+    };
+    let users = if readable("users") {
         conn.query_first(format!("SELECT COUNT(*) FROM {}", store.table("users")))
             .await
             .map_err(err("counting users"))?
-            .unwrap_or(0)
     } else {
-        0
+        None
     };
-    let orders_sql = if order_storage.uses_hpos_tables() && order_storage != OrderStorage::LegacySync {
-        format!(
-            "SELECT COUNT(*) FROM {} WHERE type = 'shop_order'",
-            store.table("wc_orders")
-        )
+    let (orders_table, orders_sql) = if order_storage.uses_hpos_tables() && order_storage != OrderStorage::LegacySync {
+        ("wc_orders", format!("SELECT COUNT(*) FROM {} WHERE type = 'shop_order'", store.table("wc_orders")))
     } else {
-        format!(
-            "SELECT COUNT(*) FROM {} WHERE post_type = 'shop_order'",
-            store.table("posts")
-        )
+        ("posts", format!("SELECT COUNT(*) FROM {} WHERE post_type = 'shop_order'", store.table("posts")))
     };
-    let orders: u64 = if missing_tables.is_empty() {
-        conn.query_first(orders_sql)
-            .await
-            .map_err(err("counting orders"))?
-            .unwrap_or(0)
+    let orders = if readable(orders_table) {
+        conn.query_first(orders_sql).await.map_err(err("counting orders"))?
     } else {
-        0
+        None
     };
 
     let own_schema_version = migrations::current_version(&mut conn, store).await?;
@@ -428,6 +441,7 @@ pub async fn discover(store: &Store) -> Result<Discovery, StoreError> {
         orders,
         missing_tables,
         absent_optional_tables,
+        non_transactional_tables,
         missing_privileges,
         own_schema_version,
         own_schema_latest: migrations::LATEST,
@@ -435,32 +449,44 @@ pub async fn discover(store: &Store) -> Result<Discovery, StoreError> {
 }
 
 /// Other prefixes under which this database holds WordPress, to name in the error.
-fn prefix_hint(listed: &BTreeSet<String>) -> String {
+fn prefix_hint(listed: &BTreeMap<String, Option<String>>) -> String {
     let found: Vec<&str> = listed
-        .iter()
+        .keys()
         .filter_map(|t| t.strip_suffix("options"))
-        .filter(|p| listed.contains(&format!("{p}users")) && listed.contains(&format!("{p}posts")))
+        .filter(|p| listed.contains_key(&format!("{p}users")) && listed.contains_key(&format!("{p}posts")))
         .collect();
     match found.as_slice() {
-        [] => " (and no WordPress tables under another prefix: is database.url naming the shop's database?)".into(),
+        [] => " (or the user may not read them; and none under another prefix: is database.url naming the shop's database?)"
+            .into(),
         [one] => format!("; it does have WordPress tables with prefix {one:?}: set database.table_prefix = {one:?}"),
         many => format!("; it has WordPress tables with prefixes {many:?}: set database.table_prefix to the shop's"),
     }
 }
 
-/// Whether a table exists, for tables information_schema may hide from this user.
-async fn table_exists(conn: &mut mysql_async::Conn, store: &Store, name: &str) -> Result<bool, StoreError> {
-    match conn
-        .query_drop(format!("SELECT 1 FROM {} LIMIT 0", store.table(name)))
-        .await
-    {
-        Ok(()) => Ok(true),
-        Err(mysql_async::Error::Server(e)) if e.code == 1146 => Ok(false),
-        // Denied (1142) means it exists; the privilege probe will report it.
-        Err(mysql_async::Error::Server(e)) if e.code == 1142 => Ok(true),
-        Err(e) => Err(StoreError::sql(format!("probing table {}", store.table(name)), store)(
-            e,
-        )),
+#[derive(Debug, PartialEq, Eq)]
+enum Presence {
+    Exists,
+    Absent,
+    /// Access is denied, so whether it exists cannot be told: with table-level grants the
+    /// server answers "denied" for a table that does not exist too.
+    Hidden,
+}
+
+/// Whether a table exists, probing those information_schema hides from this user.
+async fn presence(
+    conn: &mut mysql_async::Conn,
+    store: &Store,
+    listed: &BTreeMap<String, Option<String>>,
+    name: &str,
+) -> Result<Presence, StoreError> {
+    if listed.contains_key(&format!("{}{name}", store.prefix())) {
+        return Ok(Presence::Exists);
+    }
+    match conn.query_drop(format!("SELECT 1 FROM {} LIMIT 0", store.table(name))).await {
+        Ok(()) => Ok(Presence::Exists),
+        Err(mysql_async::Error::Server(e)) if e.code == 1146 => Ok(Presence::Absent),
+        Err(mysql_async::Error::Server(e)) if e.code == 1142 => Ok(Presence::Hidden),
+        Err(e) => Err(StoreError::sql(format!("probing table {}", store.table(name)), store)(e)),
     }
 }
 

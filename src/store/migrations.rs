@@ -95,7 +95,8 @@ pub async fn current_version(conn: &mut mysql_async::Conn, store: &Store) -> Res
     let sql = format!("SELECT MAX(version) FROM {}", store.table("wc_retention_schema"));
     match conn.query_first::<Option<u32>, _>(sql).await {
         Ok(v) => Ok(v.flatten()),
-        Err(mysql_async::Error::Server(e)) if e.code == 1146 => Ok(None),
+        // Absent, or not granted: either way `migrate` is what creates and reports it.
+        Err(mysql_async::Error::Server(e)) if e.code == 1146 || e.code == 1142 => Ok(None),
         Err(e) => Err(StoreError::sql("reading the own schema version", store)(e)),
     }
 }
@@ -104,7 +105,8 @@ pub async fn current_version(conn: &mut mysql_async::Conn, store: &Store) -> Res
 /// database whose own tables are newer than this build.
 pub async fn migrate(store: &Store) -> Result<Outcome, StoreError> {
     let mut conn = store.conn().await?;
-    let lock = format!("wc-retention-migrate:{}", store.database());
+    // Lock names are server-wide and at most 64 characters long.
+    let lock: String = format!("wc-retention-migrate:{}", store.database()).chars().take(64).collect();
     let got: Option<Option<i64>> = conn
         .exec_first("SELECT GET_LOCK(?, 60)", (&lock,))
         .await

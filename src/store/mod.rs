@@ -25,6 +25,8 @@ pub struct Store {
     target: String,
     user: String,
     database: String,
+    /// Whether the connection is meant to be encrypted, to tell TLS failures apart.
+    tls: bool,
     connect_timeout: Duration,
 }
 
@@ -32,6 +34,8 @@ pub struct Store {
 pub enum StoreError {
     #[error("cannot reach the database server at {target}: {reason}")]
     Unreachable { target: String, reason: String },
+    #[error("no TLS connection to the database server at {target}: {reason}")]
+    Tls { target: String, reason: String },
     #[error(
         "the database server at {target} refused the login of user {user:?}: wrong user or password (MySQL error 1045)"
     )]
@@ -58,6 +62,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the server refused for lack of a privilege: an operator's fix, not a bug.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, StoreError::Sql { source: mysql_async::Error::Server(e), .. } if [1142, 1143, 1227].contains(&e.code))
+    }
+
     /// Wraps a driver error with what was being done; connection-level failures become
     /// the specific variants above.
     pub fn sql(context: impl Into<String>, store: &Store) -> impl FnOnce(mysql_async::Error) -> StoreError + '_ {
@@ -69,21 +78,20 @@ impl StoreError {
     }
 }
 
-/// Server error codes whose message may quote row values (a duplicate key, an invalid
-/// string or date): only the code is shown for them.
-const VALUE_QUOTING_CODES: [u16; 6] = [1062, 1586, 1366, 1292, 1367, 1411];
+/// Server errors whose message names only identifiers (users, tables, columns), never row
+/// values. Every other message may quote data (a duplicate key, a bad string, a statement
+/// near an error), so for those only the code and state are shown.
+const MESSAGE_SAFE_CODES: [u16; 12] = [1044, 1045, 1049, 1054, 1142, 1143, 1146, 1205, 1213, 1227, 1290, 1370];
 
 fn describe_mysql(e: &mysql_async::Error) -> String {
     match e {
-        mysql_async::Error::Server(s) if VALUE_QUOTING_CODES.contains(&s.code) => {
-            format!(
-                "MySQL error {} ({}); the server's message is withheld because it may quote row data",
-                s.code, s.state
-            )
-        }
-        mysql_async::Error::Server(s) => {
+        mysql_async::Error::Server(s) if MESSAGE_SAFE_CODES.contains(&s.code) => {
             format!("MySQL error {} ({}): {}", s.code, s.state, s.message)
         }
+        mysql_async::Error::Server(s) => format!(
+            "MySQL error {} ({}); the server's message is withheld because it may quote row data",
+            s.code, s.state
+        ),
         other => other.to_string(),
     }
 }
@@ -104,6 +112,25 @@ fn classify(e: mysql_async::Error, store: &Store) -> Result<StoreError, mysql_as
             user: store.user.clone(),
             database: store.database.clone(),
         }),
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => Ok(StoreError::Tls {
+            target,
+            reason: "the server does not offer TLS (enable it on the server, or set database.tls = \"disabled\" \
+                     for a server on this host)"
+                .into(),
+        }),
+        mysql_async::Error::Io(mysql_async::IoError::Tls(tls)) => Ok(StoreError::Tls {
+            target,
+            reason: tls.to_string(),
+        }),
+        // tokio-rustls reports a rejected certificate as InvalidData.
+        mysql_async::Error::Io(mysql_async::IoError::Io(io))
+            if store.tls && io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Ok(StoreError::Tls {
+                target,
+                reason: io.to_string(),
+            })
+        }
         mysql_async::Error::Io(io) => Ok(StoreError::Unreachable {
             target,
             reason: io.to_string(),
@@ -136,7 +163,9 @@ impl Store {
             ),
             TlsMode::VerifyCa => {
                 let roots = db.ca_file.iter().map(|p| p.clone().into()).collect();
-                Some(SslOpts::default().with_root_certs(roots))
+                // Only the configured CA: the built-in web roots would let any public
+                // certificate for the host pass.
+                Some(SslOpts::default().with_root_certs(roots).with_disable_built_in_roots(true))
             }
         };
         let user = base.user().unwrap_or_default().to_owned();
@@ -154,6 +183,7 @@ impl Store {
             target,
             user,
             database,
+            tls: db.tls != TlsMode::Disabled,
             connect_timeout: Duration::from_secs(db.connect_timeout_secs),
         })
     }

@@ -1,0 +1,42 @@
+//! Wall-clock times in a time zone where some days have 23 or 25 hours.
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike};
+
+/// The instant a wall-clock time means in `tz`: the earlier one when the clock passes it
+/// twice (autumn), and the first instant after the jump when the clock skips it (spring),
+/// which is what crontab and people do.
+pub fn resolve<Tz: TimeZone>(tz: &Tz, naive: NaiveDateTime) -> Option<DateTime<Tz>> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => Some(t),
+        LocalResult::Ambiguous(earliest, _) => Some(earliest),
+        LocalResult::None => {
+            // Gaps are at most a few hours; walk to the first wall-clock minute that exists.
+            let start = naive.with_second(0)?.with_nanosecond(0)?;
+            (1..=24 * 60)
+                .filter_map(|m| start.checked_add_signed(TimeDelta::minutes(m)))
+                .find_map(|n| tz.from_local_datetime(&n).earliest())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use chrono_tz::Europe::Amsterdam;
+
+    fn naive(y: i32, m: u32, d: u32, h: u32, min: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, min, 0).unwrap()
+    }
+
+    #[test]
+    fn skipped_times_move_to_the_end_of_the_gap_and_repeated_ones_take_the_first() {
+        // 2026-03-29 02:00 → 03:00 in Amsterdam; 2026-10-25 03:00 → 02:00.
+        let spring = resolve(&Amsterdam, naive(2026, 3, 29, 2, 30)).unwrap();
+        assert_eq!(spring.to_rfc3339(), "2026-03-29T03:00:00+02:00");
+        let autumn = resolve(&Amsterdam, naive(2026, 10, 25, 2, 30)).unwrap();
+        assert_eq!(autumn.to_rfc3339(), "2026-10-25T02:30:00+02:00");
+        let plain = resolve(&Amsterdam, naive(2026, 11, 24, 3, 30)).unwrap();
+        assert_eq!(plain.to_rfc3339(), "2026-11-24T03:30:00+01:00");
+    }
+}
