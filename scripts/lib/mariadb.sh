@@ -39,6 +39,7 @@ mariadb_apt_install() {
 
 mariadb_remove_policy() {
   if [ -n "${MARIADB_POLICY_RC:-}" ]; then rm -f /usr/sbin/policy-rc.d; MARIADB_POLICY_RC=; fi
+  return 0
 }
 
 mariadb_ensure_installed() {
@@ -123,16 +124,17 @@ mariadb_start() {
   return 1
 }
 
+# Safe under `set -e` (callers' traps run with it): every step tolerates "already gone".
 mariadb_stop() {
   mariadb_remove_policy
   if [ -n "${MARIADB_PID:-}" ] && kill -0 "$MARIADB_PID" 2>/dev/null; then
-    kill "$MARIADB_PID" 2>/dev/null
+    kill "$MARIADB_PID" 2>/dev/null || true
     local i
     for i in $(seq 1 60); do kill -0 "$MARIADB_PID" 2>/dev/null || break; sleep 0.5; done
-    kill -9 "$MARIADB_PID" 2>/dev/null
-    wait "$MARIADB_PID" 2>/dev/null
+    kill -9 "$MARIADB_PID" 2>/dev/null || true
+    wait "$MARIADB_PID" 2>/dev/null || true
   fi
-  [ -n "${MARIADB_DIR:-}" ] && rm -rf "$MARIADB_DIR"
+  if [ -n "${MARIADB_DIR:-}" ]; then rm -rf "$MARIADB_DIR"; fi
   MARIADB_PID=
   MARIADB_DIR=
 }
