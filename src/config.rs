@@ -324,7 +324,9 @@ fn load_layers(path: &Path, with_env: bool) -> Result<Loaded, ConfigError> {
             std::env::vars()
                 .map(|(k, _)| k)
                 .filter(|k| k.starts_with("WC_RETENTION_") && !k.starts_with(ENV_PREFIX) && k != "WC_RETENTION_CONFIG")
-                .map(|k| format!("environment variable {k} is ignored: overrides are written {ENV_PREFIX}SECTION__KEY")),
+                .map(|k| {
+                    format!("environment variable {k} is ignored: overrides are written {ENV_PREFIX}SECTION__KEY")
+                }),
         );
     }
     loaded.finish(path)?;

@@ -214,7 +214,12 @@ impl Schedule {
         // hour; the next candidate is then a later wall-clock time, so two rounds suffice.
         for _ in 0..3 {
             let from = Utc.from_utc_datetime(&wall);
-            let next = self.parts.iter().filter_map(|p| p.after(&from).next()).min()?.naive_utc();
+            let next = self
+                .parts
+                .iter()
+                .filter_map(|p| p.after(&from).next())
+                .min()?
+                .naive_utc();
             let real = localtime::resolve(&tz, next)?;
             if real > *t {
                 return Some(real);
@@ -330,21 +335,35 @@ mod tests {
         let shown: Vec<String> = got.iter().map(|t| t.to_rfc3339()).collect();
         assert_eq!(
             shown,
-            ["2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]
+            [
+                "2026-03-28T02:30:00+01:00",
+                "2026-03-29T03:00:00+02:00",
+                "2026-03-30T02:30:00+02:00"
+            ]
         );
         // Autumn: 2026-10-25 03:00 → 02:00. 02:30 happens twice on the clock, runs once.
         let got = fires("30 2 * * *", date(2026, 10, 24), 3);
         let shown: Vec<String> = got.iter().map(|t| t.to_rfc3339()).collect();
         assert_eq!(
             shown,
-            ["2026-10-24T02:30:00+02:00", "2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
+            [
+                "2026-10-24T02:30:00+02:00",
+                "2026-10-25T02:30:00+02:00",
+                "2026-10-26T02:30:00+01:00"
+            ]
         );
         // Asking again from inside the repeated hour, after the run, does not repeat it.
         let s: Schedule = "30 2 * * *".parse().unwrap();
         // 01:10 UTC is 02:10 CET, the second pass, after 02:30 CEST has fired.
-        let second_pass = Utc.with_ymd_and_hms(2026, 10, 25, 1, 10, 0).unwrap().with_timezone(&Amsterdam);
+        let second_pass = Utc
+            .with_ymd_and_hms(2026, 10, 25, 1, 10, 0)
+            .unwrap()
+            .with_timezone(&Amsterdam);
         assert_eq!(second_pass.to_rfc3339(), "2026-10-25T02:10:00+01:00");
-        assert_eq!(s.next_after(&second_pass).unwrap().to_rfc3339(), "2026-10-26T02:30:00+01:00");
+        assert_eq!(
+            s.next_after(&second_pass).unwrap().to_rfc3339(),
+            "2026-10-26T02:30:00+01:00"
+        );
     }
 
     #[test]

@@ -130,7 +130,12 @@ fn a_zero_period_would_forget_everyone_and_is_refused() {
     let config = write_config(&dir, &format!("{DB}[customers]\ninactive_after = \"0 days\"\n"));
     let run = wc_retention(&["--config", &config, "check"], &[]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("customers.inactive_after: \"0 days\" is not a period"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("customers.inactive_after: \"0 days\" is not a period"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -406,9 +406,21 @@ pub async fn discover(store: &Store) -> Result<Discovery, StoreError> {
         None
     };
     let (orders_table, orders_sql) = if order_storage.uses_hpos_tables() && order_storage != OrderStorage::LegacySync {
-        ("wc_orders", format!("SELECT COUNT(*) FROM {} WHERE type = 'shop_order'", store.table("wc_orders")))
+        (
+            "wc_orders",
+            format!(
+                "SELECT COUNT(*) FROM {} WHERE type = 'shop_order'",
+                store.table("wc_orders")
+            ),
+        )
     } else {
-        ("posts", format!("SELECT COUNT(*) FROM {} WHERE post_type = 'shop_order'", store.table("posts")))
+        (
+            "posts",
+            format!(
+                "SELECT COUNT(*) FROM {} WHERE post_type = 'shop_order'",
+                store.table("posts")
+            ),
+        )
     };
     let orders = if readable(orders_table) {
         conn.query_first(orders_sql).await.map_err(err("counting orders"))?
@@ -482,11 +494,16 @@ async fn presence(
     if listed.contains_key(&format!("{}{name}", store.prefix())) {
         return Ok(Presence::Exists);
     }
-    match conn.query_drop(format!("SELECT 1 FROM {} LIMIT 0", store.table(name))).await {
+    match conn
+        .query_drop(format!("SELECT 1 FROM {} LIMIT 0", store.table(name)))
+        .await
+    {
         Ok(()) => Ok(Presence::Exists),
         Err(mysql_async::Error::Server(e)) if e.code == 1146 => Ok(Presence::Absent),
         Err(mysql_async::Error::Server(e)) if e.code == 1142 => Ok(Presence::Hidden),
-        Err(e) => Err(StoreError::sql(format!("probing table {}", store.table(name)), store)(e)),
+        Err(e) => Err(StoreError::sql(format!("probing table {}", store.table(name)), store)(
+            e,
+        )),
     }
 }
 

@@ -106,7 +106,10 @@ pub async fn current_version(conn: &mut mysql_async::Conn, store: &Store) -> Res
 pub async fn migrate(store: &Store) -> Result<Outcome, StoreError> {
     let mut conn = store.conn().await?;
     // Lock names are server-wide and at most 64 characters long.
-    let lock: String = format!("wc-retention-migrate:{}", store.database()).chars().take(64).collect();
+    let lock: String = format!("wc-retention-migrate:{}", store.database())
+        .chars()
+        .take(64)
+        .collect();
     let got: Option<Option<i64>> = conn
         .exec_first("SELECT GET_LOCK(?, 60)", (&lock,))
         .await

@@ -165,7 +165,11 @@ impl Store {
                 let roots = db.ca_file.iter().map(|p| p.clone().into()).collect();
                 // Only the configured CA: the built-in web roots would let any public
                 // certificate for the host pass.
-                Some(SslOpts::default().with_root_certs(roots).with_disable_built_in_roots(true))
+                Some(
+                    SslOpts::default()
+                        .with_root_certs(roots)
+                        .with_disable_built_in_roots(true),
+                )
             }
         };
         let user = base.user().unwrap_or_default().to_owned();
