@@ -1,6 +1,7 @@
 //! `wc-retention check`: is this store one the service can work on, and is the config sane?
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{FixedOffset, SecondsFormat, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -25,14 +26,34 @@ pub struct ConfigSummary {
     pub customers_rule: String,
     /// Customers last active before this moment count as inactive today.
     pub inactive_before: Option<String>,
+    pub invoices_rule: String,
+    /// When an invoice dated now stops being a fiscal record, on the shop's calendar.
+    pub invoice_from_today_kept_until: Option<String>,
     pub rest: String,
 }
 
 impl ConfigSummary {
-    pub fn of(config: &Config) -> ConfigSummary {
+    /// `shop_timezone` is WordPress's setting as discovery reports it: a zone name or `UTC+N`.
+    pub fn of(config: &Config, shop_timezone: Option<&str>) -> ConfigSummary {
         let tz = config.schedule.timezone.0;
         let now = Utc::now().with_timezone(&tz);
         let c = &config.customers;
+        let inv = &config.invoices;
+        let retention = inv.retention();
+        let now_utc = now.with_timezone(&Utc);
+        // Invoices follow the shop's calendar; without a usable setting, the schedule's zone.
+        let kept_until = match (
+            shop_timezone.and_then(|z| z.parse::<Tz>().ok()),
+            shop_timezone.and_then(utc_offset),
+        ) {
+            (Some(zone), _) => retention
+                .ends(now_utc, &zone)
+                .map(|t| t.with_timezone(&zone).to_rfc3339()),
+            (None, Some(offset)) => retention
+                .ends(now_utc, &offset)
+                .map(|t| t.with_timezone(&offset).to_rfc3339()),
+            (None, None) => retention.ends(now_utc, &tz).map(|t| t.with_timezone(&tz).to_rfc3339()),
+        };
         ConfigSummary {
             schedule: config.schedule.cron.to_string(),
             timezone: tz.name().to_owned(),
@@ -58,6 +79,15 @@ impl ConfigSummary {
                         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false))
                 })
                 .flatten(),
+            invoices_rule: format!(
+                "orders {} kept {} years after the fiscal year ending {}, minimised meanwhile when their \
+                 customer is forgotten (shipping address {})",
+                inv.statuses.join(", "),
+                inv.retain_years,
+                inv.fiscal_year_end,
+                if inv.keep_shipping_address { "kept" } else { "removed" }
+            ),
+            invoice_from_today_kept_until: kept_until,
             rest: match &config.rest {
                 Some(r) => format!("configured: {}", crate::config::redact_url(&r.url)),
                 None => "not configured: the service works on the database alone".to_owned(),
@@ -95,11 +125,17 @@ pub async fn run(config: &Config, config_warnings: &[String]) -> Result<Report, 
     }
     Ok(Report {
         ok: problems.is_empty(),
+        config: ConfigSummary::of(config, d.shop_timezone.as_deref()),
         store: d,
-        config: ConfigSummary::of(config),
         problems,
         warnings,
     })
+}
+
+/// WordPress's "UTC+5.5" style setting as a fixed offset.
+fn utc_offset(setting: &str) -> Option<FixedOffset> {
+    let hours: f64 = setting.strip_prefix("UTC")?.parse().ok()?;
+    FixedOffset::east_opt((hours * 3600.0).round() as i32)
 }
 
 fn count(n: Option<u64>) -> String {
@@ -139,6 +175,7 @@ impl Report {
              own tables   {own}\n\
              schedule     {:?} in {} — next run {}\n\
              customers    {}{}\n\
+             invoices     {}; one dated today is kept until {}\n\
              rest api     {}\n",
             d.database,
             d.user,
@@ -160,6 +197,10 @@ impl Report {
                 .as_ref()
                 .map(|t| format!(" (last active before {t})"))
                 .unwrap_or_default(),
+            c.invoices_rule,
+            c.invoice_from_today_kept_until
+                .as_deref()
+                .unwrap_or("beyond the calendar"),
             c.rest,
         );
         for w in &self.warnings {

@@ -15,6 +15,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::period::Period;
+use crate::policy::fiscal::{FiscalYearEnd, Retention};
 use crate::schedule::Schedule;
 
 /// Where `--config` points when it is not given.
@@ -37,6 +38,9 @@ pub struct Config {
     /// The inactive-customer rule.
     #[serde(default)]
     pub customers: Customers,
+    /// The statutory retention of invoices.
+    #[serde(default)]
+    pub invoices: Invoices,
     /// The WooCommerce REST API; without this section the service works on the database alone.
     pub rest: Option<Rest>,
     /// Data-subject requests and their register.
@@ -130,6 +134,44 @@ pub struct Customers {
     pub roles: Vec<String>,
 }
 
+/// `[invoices]`: orders that are fiscal records, kept (minimised) for the statutory period.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invoices {
+    /// Statuses (without the `wc-` prefix) of the orders that are invoices.
+    #[serde(default = "default_invoice_statuses")]
+    pub statuses: Vec<String>,
+    /// Years an invoice is kept after the end of its fiscal year: 7 in the Netherlands, 10 for OSS.
+    #[serde(default = "default_retain_years")]
+    pub retain_years: u32,
+    /// The last day of the fiscal year, `MM-DD`.
+    #[serde(default)]
+    pub fiscal_year_end: FiscalYearEnd,
+    /// Keep the shipping address on the retained invoices of a forgotten customer.
+    #[serde(default)]
+    pub keep_shipping_address: bool,
+}
+
+impl Invoices {
+    pub fn retention(&self) -> Retention {
+        Retention {
+            fiscal_year_end: self.fiscal_year_end,
+            years: self.retain_years,
+        }
+    }
+}
+
+impl Default for Invoices {
+    fn default() -> Self {
+        Invoices {
+            statuses: default_invoice_statuses(),
+            retain_years: default_retain_years(),
+            fiscal_year_end: FiscalYearEnd::default(),
+            keep_shipping_address: false,
+        }
+    }
+}
+
 /// `[rest]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +253,12 @@ fn default_inactive_after() -> Period {
 }
 fn default_roles() -> Vec<String> {
     vec!["customer".into(), "subscriber".into()]
+}
+fn default_invoice_statuses() -> Vec<String> {
+    vec!["completed".into(), "refunded".into()]
+}
+fn default_retain_years() -> u32 {
+    7
 }
 fn default_deadline() -> Period {
     "30 days".parse().expect("the default deadline is valid")
@@ -429,6 +477,18 @@ impl Loaded {
                 }
             }
             _ => {}
+        }
+        if !(1..=100).contains(&c.invoices.retain_years) {
+            problems.push(format!(
+                "  invoices.retain_years: {} is not a retention period: write the statutory years, 1 to 100 (7 in the Netherlands)",
+                c.invoices.retain_years
+            ));
+        }
+        if c.invoices.statuses.is_empty() {
+            problems.push("  invoices.statuses: must name at least one order status, like \"completed\"".to_owned());
+        }
+        if let Some(s) = c.invoices.statuses.iter().find(|s| s.starts_with("wc-")) {
+            problems.push(format!("  invoices.statuses: write {:?} without the wc- prefix", s));
         }
         if c.customers.roles.is_empty() {
             problems.push("  customers.roles: must name at least one role".to_owned());

@@ -3,6 +3,7 @@
 //! The crate is a pure core between thin edges (see DESIGN §2):
 //! - [`config`] turns the operator's TOML and environment into a validated [`config::Config`];
 //! - [`schedule`] and [`period`] are the pure time vocabulary of that config;
+//! - [`policy`] is the pure core: retention decisions from facts and a given `now`;
 //! - [`store`] is the only module that speaks SQL: discovery of the WooCommerce schema and the
 //!   service's own tables;
 //! - [`fixture`] generates realistic WooCommerce stores for tests, the demo and benchmarks;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod fixture;
 pub mod localtime;
 pub mod period;
+pub mod policy;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use chrono::Datelike;
 use common::{wc_retention, write_config, Run, TestDb};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
@@ -74,6 +75,13 @@ async fn check_reports_version_and_order_storage_of_each_mode() {
         let orders = scalar(&db, orders_sql).await;
         assert!(orders > 0);
         assert_eq!(report["store"]["orders"], orders, "{expected}");
+        // The generated shop keeps Amsterdam time: an invoice dated today is a fiscal
+        // record until New Year, seven full fiscal years from now.
+        let year = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Amsterdam).year();
+        assert_eq!(
+            report["config"]["invoice_from_today_kept_until"],
+            format!("{}-01-01T00:00:00+01:00", year + 8)
+        );
 
         let text = wc_retention(&["--config", &cfg, "--log-format", "pretty", "check"], &[]);
         assert_eq!(text.code, 0);

@@ -36,6 +36,18 @@ fn bad_configs_exit_2_naming_the_key() {
         ),
         ("[requests]\npepper = \"short\"\n", "requests.pepper: too short"),
         (
+            "[invoices]\nfiscal_year_end = \"02-30\"\n",
+            "invoices.fiscal_year_end: \"02-30\" is not a fiscal year end",
+        ),
+        (
+            "[invoices]\nretain_years = 0\n",
+            "invoices.retain_years: 0 is not a retention period",
+        ),
+        (
+            "[invoices]\nstatuses = [\"wc-completed\"]\n",
+            "invoices.statuses: write \"wc-completed\" without the wc- prefix",
+        ),
+        (
             "[rest]\nurl = \"https://shop.example\"\n",
             "rest.consumer_key: required with [rest]",
         ),
