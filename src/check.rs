@@ -120,6 +120,18 @@ pub async fn run(config: &Config, config_warnings: &[String]) -> Result<Report, 
         ),
         Some(_) => {}
     }
+    let zone_readable = d
+        .shop_timezone
+        .as_deref()
+        .is_some_and(|z| z.parse::<Tz>().is_ok() || utc_offset(z).is_some());
+    if !zone_readable {
+        warnings.push(format!(
+            "WordPress's time zone setting ({}) cannot be read: invoice retention is shown in schedule.timezone ({}); \
+             set Settings › General › Timezone",
+            d.shop_timezone.as_deref().unwrap_or("unset"),
+            config.schedule.timezone.0.name()
+        ));
+    }
     if d.tls_cipher.is_none() && !is_local(store_target(config)) {
         warnings.push("the database connection is not encrypted; set database.tls for a server on another host".into());
     }

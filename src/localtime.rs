@@ -1,6 +1,12 @@
 //! Wall-clock times in a time zone where some days have 23 or 25 hours.
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike};
+
+/// The wall-clock time of `t` in its zone; `None` at the edge of chrono's calendar, where
+/// `DateTime::naive_local` would panic.
+pub fn wall_clock<Tz: TimeZone>(t: &DateTime<Tz>) -> Option<NaiveDateTime> {
+    t.naive_utc().checked_add_offset(t.offset().fix())
+}
 
 /// The instant a wall-clock time means in `tz`: the earlier one when the clock passes it
 /// twice (autumn), and the first instant after the jump when the clock skips it (spring),
@@ -30,6 +36,12 @@ mod tests {
             .unwrap()
             .and_hms_opt(h, min, 0)
             .unwrap()
+    }
+
+    #[test]
+    fn the_edge_of_the_calendar_is_none_not_a_panic() {
+        let max = DateTime::<chrono::Utc>::MAX_UTC.with_timezone(&Amsterdam);
+        assert_eq!(wall_clock(&max), None);
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Period {
     /// (see [`localtime::resolve`] for days with 23 or 25 hours); `None` only outside
     /// chrono's calendar.
     pub fn before<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        let n = t.naive_local();
+        let n = localtime::wall_clock(t)?;
         let shifted = match self.unit {
             Unit::Days | Unit::Weeks => n.checked_sub_days(Days::new(self.days()?)),
             Unit::Months | Unit::Years => n.checked_sub_months(Months::new(self.months()?)),
@@ -47,7 +47,7 @@ impl Period {
 
     /// The moment this period after `t` (for deadlines), counted as [`Period::before`] does.
     pub fn after<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        let n = t.naive_local();
+        let n = localtime::wall_clock(t)?;
         let shifted = match self.unit {
             Unit::Days | Unit::Weeks => n.checked_add_days(Days::new(self.days()?)),
             Unit::Months | Unit::Years => n.checked_add_months(Months::new(self.months()?)),

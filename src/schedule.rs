@@ -209,10 +209,11 @@ impl Schedule {
     /// if it were UTC) and its answer resolved in the real zone.
     pub fn next_after<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
         let tz = t.timezone();
-        let mut wall = t.naive_local();
-        // A candidate can resolve to an instant not after `t` only inside a repeated
-        // hour; the next candidate is then a later wall-clock time, so two rounds suffice.
-        for _ in 0..3 {
+        let mut wall = localtime::wall_clock(t)?;
+        // A candidate resolves to an instant not after `t` only while `t` is in the second
+        // pass of a repeated hour: every candidate in that hour means its first pass. Each
+        // round moves at least a minute on the wall clock, and no clock repeats a day.
+        for _ in 0..=24 * 60 {
             let from = Utc.from_utc_datetime(&wall);
             let next = self
                 .parts
@@ -363,6 +364,23 @@ mod tests {
         assert_eq!(
             s.next_after(&second_pass).unwrap().to_rfc3339(),
             "2026-10-26T02:30:00+01:00"
+        );
+    }
+
+    #[test]
+    fn frequent_runs_inside_the_repeated_hour_still_have_a_next_run() {
+        // 01:10 UTC is 02:10 CET, the second pass of 02:xx; 02:20..02:50 CET would repeat
+        // runs already made at 02:20..02:50 CEST, so the next one is 03:00 CET.
+        let s: Schedule = "*/10 * * * *".parse().unwrap();
+        let t = Utc
+            .with_ymd_and_hms(2026, 10, 25, 1, 10, 0)
+            .unwrap()
+            .with_timezone(&Amsterdam);
+        assert_eq!(s.next_after(&t).unwrap().to_rfc3339(), "2026-10-25T03:00:00+01:00");
+        let every_minute: Schedule = "* * * * *".parse().unwrap();
+        assert_eq!(
+            every_minute.next_after(&t).unwrap().to_rfc3339(),
+            "2026-10-25T03:00:00+01:00"
         );
     }
 

@@ -84,7 +84,7 @@ impl Retention {
     /// longer a fiscal record: the start of the day after the end of the fiscal year
     /// `years` after its own, in the shop's time zone `tz`.
     pub fn ends<Tz: TimeZone>(&self, dated: DateTime<Utc>, tz: &Tz) -> Option<DateTime<Utc>> {
-        let local_day = dated.with_timezone(tz).date_naive();
+        let local_day = localtime::wall_clock(&dated.with_timezone(tz))?.date();
         let closing = self.fiscal_year_end.closing(local_day)?;
         let year = closing.year().checked_add(i32::try_from(self.years).ok()?)?;
         let last_kept_day = self.fiscal_year_end.in_year(year)?;
@@ -191,6 +191,13 @@ mod tests {
             oss.ends(utc("2020-06-30T08:00:00Z"), &Amsterdam).unwrap(),
             utc("2030-06-30T22:00:00Z")
         );
+    }
+
+    #[test]
+    fn the_edge_of_the_calendar_means_kept_not_a_panic() {
+        let r = dutch();
+        assert_eq!(r.ends(DateTime::<Utc>::MAX_UTC, &Amsterdam), None);
+        assert!(r.retained(DateTime::<Utc>::MAX_UTC, &Amsterdam, utc("2026-11-24T00:00:00Z")));
     }
 
     #[test]

@@ -355,6 +355,7 @@ pub async fn discover(store: &Store) -> Result<Discovery, StoreError> {
     // WordPress keeps either a zone name or a bare hour offset such as "2" or "-5.5".
     let shop_timezone = option("timezone_string").or_else(|| {
         let offset = option("gmt_offset")?;
+        let offset = offset.trim_start_matches('+');
         Some(if offset.starts_with('-') {
             format!("UTC{offset}")
         } else {
