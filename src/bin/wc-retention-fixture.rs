@@ -167,25 +167,12 @@ async fn create_database(opts: &Opts, database: &str) -> Result<(), String> {
         database.replace('`', "``")
     );
     let result = async {
-        let mut conn = tokio::time::timeout(std::time::Duration::from_secs(15), server.get_conn())
-            .await
-            .map_err(|_| "connect to the database server: no answer within 15 s".to_string())?
-            .map_err(|e| format!("connect to the database server: {}", short(&e)))?;
+        let mut conn = fixture::connect(&server).await.map_err(|e| e.to_string())?;
         conn.query_drop(sql)
             .await
-            .map_err(|e| format!("create database {database:?}: {}", short(&e)))
+            .map_err(|e| format!("create database {database:?}: {}", fixture::describe(&e)))
     }
     .await;
     server.disconnect().await.ok();
     result
-}
-
-/// A driver error without anything a server message might quote.
-fn short(e: &mysql_async::Error) -> String {
-    match e {
-        mysql_async::Error::Server(s) => format!("MySQL error {} ({}): {}", s.code, s.state, s.message),
-        mysql_async::Error::Io(io) => format!("connection error: {io}"),
-        mysql_async::Error::Driver(d) => format!("driver error: {d}"),
-        _ => "unexpected driver failure".to_string(),
-    }
 }
