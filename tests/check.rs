@@ -170,6 +170,17 @@ async fn an_empty_database_is_not_wordpress() {
     let run = wc_retention(&["--config", &cfg, "check", "--json"], &[]);
     assert_eq!(run.code, 3);
     assert_eq!(json(&run)["ok"], false);
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = db.url().replace(&db.name, "wcr_no_such_shop");
+    let cfg = write_config(&dir, &format!("[database]\nurl = \"{missing}\"\n"));
+    let run = wc_retention(&["--config", &cfg, "check"], &[]);
+    assert_eq!(run.code, 3, "{}", run.all_output());
+    assert!(
+        run.stderr.contains("database \"wcr_no_such_shop\" does not exist"),
+        "{}",
+        run.stderr
+    );
     db.drop().await;
 }
 
