@@ -229,21 +229,11 @@ async fn wordpress_without_woocommerce_and_missing_tables_are_refused() {
 async fn a_wrong_password_and_an_unreachable_host_are_clear_and_leak_nothing() {
     let db = store("check_login", "wp_", Mode::Legacy).await;
     let user = "wcr_login_test";
-    let mut conn = db.pool.get_conn().await.unwrap();
-    conn.query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
-        .await
-        .unwrap();
-    conn.query_drop(format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'Right-Pass-4711'"))
-        .await
-        .unwrap();
-    conn.query_drop(format!("GRANT ALL ON `{}`.* TO '{user}'@'%'", db.name))
-        .await
-        .unwrap();
+    let url = db.create_user(user, "Right-Pass-4711", "ALL").await;
 
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("db_password");
     std::fs::write(&pw, "Wrong-Pass-0815\n").unwrap();
-    let url = db.url().replacen("root@", &format!("{user}@"), 1);
     let cfg = write_config(
         &dir,
         &format!("[database]\nurl = \"{url}\"\npassword_file = \"{}\"\n", pw.display()),
@@ -279,8 +269,7 @@ async fn a_wrong_password_and_an_unreachable_host_are_clear_and_leak_nothing() {
     );
     assert!(!run.all_output().contains("Env-Pass-1234") && !run.all_output().contains("panicked"));
 
-    conn.query_drop(format!("DROP USER '{user}'@'%'")).await.unwrap();
-    drop(conn);
+    db.drop_user(user).await;
     db.drop().await;
 }
 
@@ -288,19 +277,10 @@ async fn a_wrong_password_and_an_unreachable_host_are_clear_and_leak_nothing() {
 async fn missing_privileges_are_named_and_deploy_grants_suffice() {
     let db = store("check_grants", "wp_", Mode::HposSync).await;
     let user = "wcr_grants_test";
+    let url = db.create_user(user, "Grants-Pass-1", "SELECT").await;
     let mut conn = db.pool.get_conn().await.unwrap();
-    conn.query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
-        .await
-        .unwrap();
-    conn.query_drop(format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'Grants-Pass-1'"))
-        .await
-        .unwrap();
-    conn.query_drop(format!("GRANT SELECT ON `{}`.* TO '{user}'@'%'", db.name))
-        .await
-        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let url = db.url().replacen("root@", &format!("{user}@"), 1);
     let cfg = write_config(
         &dir,
         &format!("[database]\nurl = \"{url}\"\npassword = \"Grants-Pass-1\"\n"),
@@ -349,8 +329,8 @@ async fn missing_privileges_are_named_and_deploy_grants_suffice() {
     assert_eq!(run.code, 0, "{}", run.all_output());
     assert_eq!(json(&run)["store"]["own_schema_version"], 1);
 
-    conn.query_drop(format!("DROP USER '{user}'@'%'")).await.unwrap();
     drop(conn);
+    db.drop_user(user).await;
     db.drop().await;
 }
 

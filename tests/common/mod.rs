@@ -48,13 +48,42 @@ impl TestDb {
     /// A `mysql://` URL for this database, for configs handed to the binary.
     pub fn url(&self) -> String {
         let opts = Opts::from_url(&server_url()).unwrap();
+        self.url_as(opts.user().unwrap_or("root"))
+    }
+
+    /// The URL of this database for another account (its password goes in the config).
+    pub fn url_as(&self, user: &str) -> String {
+        let opts = Opts::from_url(&server_url()).unwrap();
         format!(
-            "mysql://{}@{}:{}/{}",
-            opts.user().unwrap_or("root"),
+            "mysql://{user}@{}:{}/{}",
             opts.ip_or_hostname(),
             opts.tcp_port(),
             self.name
         )
+    }
+
+    /// A server account holding `privileges` on this database only (replacing one a failed
+    /// run left behind); returns its URL. Accounts are server-wide: drop it with
+    /// [`TestDb::drop_user`].
+    pub async fn create_user(&self, user: &str, password: &str, privileges: &str) -> String {
+        let mut conn = self.admin.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
+            .await
+            .unwrap();
+        conn.query_drop(format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"))
+            .await
+            .unwrap();
+        conn.query_drop(format!("GRANT {privileges} ON `{}`.* TO '{user}'@'%'", self.name))
+            .await
+            .unwrap();
+        self.url_as(user)
+    }
+
+    pub async fn drop_user(&self, user: &str) {
+        let mut conn = self.admin.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
+            .await
+            .unwrap();
     }
 
     /// Drops the database; call at the end of a test that passed.
