@@ -1,10 +1,11 @@
 //! `wc-retention check`: is this store one the service can work on, and is the config sane?
 
-use chrono::{FixedOffset, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::policy::fiscal::Retention;
 use crate::store::{self, Discovery, Store, StoreError};
 
 /// The report `check` prints, as text or JSON.
@@ -33,8 +34,8 @@ pub struct ConfigSummary {
 }
 
 impl ConfigSummary {
-    /// `shop_timezone` is WordPress's setting as discovery reports it: a zone name or `UTC+N`.
-    pub fn of(config: &Config, shop_timezone: Option<&str>) -> ConfigSummary {
+    /// `shop_zone` is the shop's calendar, `None` when WordPress's setting cannot be read.
+    pub fn of(config: &Config, shop_zone: Option<&ShopZone>) -> ConfigSummary {
         let tz = config.schedule.timezone.0;
         let now = Utc::now().with_timezone(&tz);
         let c = &config.customers;
@@ -42,17 +43,10 @@ impl ConfigSummary {
         let retention = inv.retention();
         let now_utc = now.with_timezone(&Utc);
         // Invoices follow the shop's calendar; without a usable setting, the schedule's zone.
-        let kept_until = match (
-            shop_timezone.and_then(|z| z.parse::<Tz>().ok()),
-            shop_timezone.and_then(utc_offset),
-        ) {
-            (Some(zone), _) => retention
-                .ends(now_utc, &zone)
-                .map(|t| t.with_timezone(&zone).to_rfc3339()),
-            (None, Some(offset)) => retention
-                .ends(now_utc, &offset)
-                .map(|t| t.with_timezone(&offset).to_rfc3339()),
-            (None, None) => retention.ends(now_utc, &tz).map(|t| t.with_timezone(&tz).to_rfc3339()),
+        let kept_until = match shop_zone {
+            Some(ShopZone::Named(zone)) => kept_until(&retention, now_utc, zone),
+            Some(ShopZone::Offset(offset)) => kept_until(&retention, now_utc, offset),
+            None => kept_until(&retention, now_utc, &tz),
         };
         ConfigSummary {
             schedule: config.schedule.cron.to_string(),
@@ -120,11 +114,8 @@ pub async fn run(config: &Config, config_warnings: &[String]) -> Result<Report, 
         ),
         Some(_) => {}
     }
-    let zone_readable = d
-        .shop_timezone
-        .as_deref()
-        .is_some_and(|z| z.parse::<Tz>().is_ok() || utc_offset(z).is_some());
-    if !zone_readable {
+    let shop_zone = d.shop_timezone.as_deref().and_then(ShopZone::parse);
+    if shop_zone.is_none() {
         warnings.push(format!(
             "WordPress's time zone setting ({}) cannot be read: invoice retention is shown in schedule.timezone ({}); \
              set Settings › General › Timezone",
@@ -137,17 +128,36 @@ pub async fn run(config: &Config, config_warnings: &[String]) -> Result<Report, 
     }
     Ok(Report {
         ok: problems.is_empty(),
-        config: ConfigSummary::of(config, d.shop_timezone.as_deref()),
+        config: ConfigSummary::of(config, shop_zone.as_ref()),
         store: d,
         problems,
         warnings,
     })
 }
 
-/// WordPress's "UTC+5.5" style setting as a fixed offset.
-fn utc_offset(setting: &str) -> Option<FixedOffset> {
-    let hours: f64 = setting.strip_prefix("UTC")?.parse().ok()?;
-    FixedOffset::east_opt((hours * 3600.0).round() as i32)
+/// The shop's calendar: WordPress keeps a zone name, or only a bare UTC offset.
+pub enum ShopZone {
+    Named(Tz),
+    Offset(FixedOffset),
+}
+
+impl ShopZone {
+    /// Reads discovery's form of the setting: `Europe/Amsterdam` or `UTC+5.5`.
+    pub fn parse(setting: &str) -> Option<ShopZone> {
+        if let Ok(zone) = setting.parse::<Tz>() {
+            return Some(ShopZone::Named(zone));
+        }
+        let hours: f64 = setting.strip_prefix("UTC")?.parse().ok()?;
+        FixedOffset::east_opt((hours * 3600.0).round() as i32).map(ShopZone::Offset)
+    }
+}
+
+/// When an invoice dated `now` stops being a fiscal record, shown in `zone`.
+fn kept_until<Z: TimeZone>(retention: &Retention, now: DateTime<Utc>, zone: &Z) -> Option<String>
+where
+    Z::Offset: std::fmt::Display,
+{
+    retention.ends(now, zone).map(|t| t.with_timezone(zone).to_rfc3339())
 }
 
 fn count(n: Option<u64>) -> String {
