@@ -518,8 +518,7 @@ impl Loaded {
                     }
                     Err(e) => problems.push(format!("  {key}_file: cannot read secret file {}: {e}", f.display())),
                 },
-                (true, None) => {}
-                (false, None) => {}
+                (_, None) => {}
             };
         resolve("database.password", &mut db.password, &db.password_file.clone());
         if let Some(rest) = &mut c.rest {

@@ -45,16 +45,6 @@ impl Period {
         localtime::resolve(&t.timezone(), shifted)
     }
 
-    /// The moment this period after `t` (for deadlines), counted as [`Period::before`] does.
-    pub fn after<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        let n = localtime::wall_clock(t)?;
-        let shifted = match self.unit {
-            Unit::Days | Unit::Weeks => n.checked_add_days(Days::new(self.days()?)),
-            Unit::Months | Unit::Years => n.checked_add_months(Months::new(self.months()?)),
-        }?;
-        localtime::resolve(&t.timezone(), shifted)
-    }
-
     fn days(&self) -> Option<u64> {
         let per = if self.unit == Unit::Weeks { 7 } else { 1 };
         u64::from(self.amount).checked_mul(per)
@@ -172,8 +162,6 @@ mod tests {
         assert_eq!(p.before(&leap), Some(at("2027-02-28T12:00:00Z")));
         let m: Period = "1 month".parse().unwrap();
         assert_eq!(m.before(&at("2026-03-31T00:00:00Z")), Some(at("2026-02-28T00:00:00Z")));
-        let d: Period = "30 days".parse().unwrap();
-        assert_eq!(d.after(&at("2026-11-24T10:00:00Z")), Some(at("2026-12-24T10:00:00Z")));
     }
 
     #[test]

@@ -40,11 +40,6 @@ impl OrderStorage {
     pub fn uses_hpos_tables(self) -> bool {
         self != OrderStorage::Legacy
     }
-
-    /// Whether order rows live in posts/postmeta.
-    pub fn uses_posts(self) -> bool {
-        self != OrderStorage::Hpos
-    }
 }
 
 impl fmt::Display for OrderStorage {
@@ -543,15 +538,4 @@ async fn allowed(
         Err(mysql_async::Error::Server(e)) if e.code == 1142 || e.code == 1143 => Ok(false),
         Err(e) => Err(StoreError::sql(format!("probing {privilege} on {t}"), store)(e)),
     }
-}
-
-/// The grants `deploy/grants.sql` must hold, for the test that keeps the two in step.
-pub fn required_grants(prefix: &str) -> Vec<(String, Vec<Privilege>)> {
-    let shop = SHOP_TABLES
-        .iter()
-        .map(|t| (format!("{prefix}{}", t.name), t.privileges.to_vec()));
-    let own = migrations::OWN_TABLES
-        .iter()
-        .map(|t| (format!("{prefix}{t}"), OWN_TABLE_PRIVILEGES.to_vec()));
-    shop.chain(own).collect()
 }

@@ -213,11 +213,6 @@ impl Store {
         &self.prefix
     }
 
-    /// Where the server is, for messages (never the password).
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-
     /// The database name from the URL.
     pub fn database(&self) -> &str {
         &self.database
