@@ -6,11 +6,9 @@ CREATE USER IF NOT EXISTS 'wc_retention'@'localhost' IDENTIFIED BY 'change-me';
 
 -- Read the WordPress and WooCommerce settings (version, order storage, time zone).
 GRANT SELECT ON `wordpress`.`wp_options` TO 'wc_retention'@'localhost';
-GRANT SELECT ON `wordpress`.`wp_wc_order_stats` TO 'wc_retention'@'localhost';
 
 -- Tables holding personal data: read, anonymise in place, delete what must go.
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_users` TO 'wc_retention'@'localhost';
-GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_usermeta` TO 'wc_retention'@'localhost';
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_posts` TO 'wc_retention'@'localhost';
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_commentmeta` TO 'wc_retention'@'localhost';
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_wc_customer_lookup` TO 'wc_retention'@'localhost';
@@ -23,11 +21,15 @@ GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_woocommerce_downloadable_product
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_wc_orders` TO 'wc_retention'@'localhost';
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_wc_order_addresses` TO 'wc_retention'@'localhost';
 GRANT SELECT, UPDATE, DELETE ON `wordpress`.`wp_wc_order_operational_data` TO 'wc_retention'@'localhost';
+-- Analytics rows of deleted orders (unpaid orders past their age) go with them.
+GRANT SELECT, DELETE ON `wordpress`.`wp_wc_order_stats` TO 'wc_retention'@'localhost';
+GRANT SELECT, DELETE ON `wordpress`.`wp_wc_order_product_lookup` TO 'wc_retention'@'localhost';
 GRANT SELECT, DELETE ON `wordpress`.`wp_woocommerce_sessions` TO 'wc_retention'@'localhost';
 GRANT SELECT, DELETE ON `wordpress`.`wp_woocommerce_payment_tokens` TO 'wc_retention'@'localhost';
 GRANT SELECT, DELETE ON `wordpress`.`wp_woocommerce_payment_tokenmeta` TO 'wc_retention'@'localhost';
--- Meta and notes also get rows added: the `_anonymized` flag, the "Personal data removed." note,
--- the completion time of a WordPress privacy request.
+-- Meta and notes also get rows added: the `_anonymized` flag and the service's own markers,
+-- the "Personal data removed." note, the completion time of a WordPress privacy request.
+GRANT SELECT, INSERT, UPDATE, DELETE ON `wordpress`.`wp_usermeta` TO 'wc_retention'@'localhost';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `wordpress`.`wp_postmeta` TO 'wc_retention'@'localhost';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `wordpress`.`wp_comments` TO 'wc_retention'@'localhost';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `wordpress`.`wp_wc_orders_meta` TO 'wc_retention'@'localhost';

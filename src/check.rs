@@ -1,11 +1,10 @@
 //! `wc-retention check`: is this store one the service can work on, and is the config sane?
 
-use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::policy::fiscal::Retention;
+use crate::localtime::ShopZone;
 use crate::store::{self, Discovery, Store, StoreError};
 
 /// The report `check` prints, as text or JSON.
@@ -43,11 +42,8 @@ impl ConfigSummary {
         let retention = inv.retention();
         let now_utc = now.with_timezone(&Utc);
         // Invoices follow the shop's calendar; without a usable setting, the schedule's zone.
-        let kept_until = match shop_zone {
-            Some(ShopZone::Named(zone)) => kept_until(&retention, now_utc, zone),
-            Some(ShopZone::Offset(offset)) => kept_until(&retention, now_utc, offset),
-            None => kept_until(&retention, now_utc, &tz),
-        };
+        let zone = shop_zone.copied().unwrap_or(ShopZone::Named(tz));
+        let kept_until = zone.retention_ends(&retention, now_utc).map(|t| zone.rfc3339(t));
         ConfigSummary {
             schedule: config.schedule.cron.to_string(),
             timezone: tz.name().to_owned(),
@@ -133,31 +129,6 @@ pub async fn run(config: &Config, config_warnings: &[String]) -> Result<Report, 
         problems,
         warnings,
     })
-}
-
-/// The shop's calendar: WordPress keeps a zone name, or only a bare UTC offset.
-pub enum ShopZone {
-    Named(Tz),
-    Offset(FixedOffset),
-}
-
-impl ShopZone {
-    /// Reads discovery's form of the setting: `Europe/Amsterdam` or `UTC+5.5`.
-    pub fn parse(setting: &str) -> Option<ShopZone> {
-        if let Ok(zone) = setting.parse::<Tz>() {
-            return Some(ShopZone::Named(zone));
-        }
-        let hours: f64 = setting.strip_prefix("UTC")?.parse().ok()?;
-        FixedOffset::east_opt((hours * 3600.0).round() as i32).map(ShopZone::Offset)
-    }
-}
-
-/// When an invoice dated `now` stops being a fiscal record, shown in `zone`.
-fn kept_until<Z: TimeZone>(retention: &Retention, now: DateTime<Utc>, zone: &Z) -> Option<String>
-where
-    Z::Offset: std::fmt::Display,
-{
-    retention.ends(now, zone).map(|t| t.with_timezone(zone).to_rfc3339())
 }
 
 fn count(n: Option<u64>) -> String {

@@ -46,6 +46,24 @@ pub struct Config {
     /// Data-subject requests and their register.
     #[serde(default)]
     pub requests: Requests,
+    /// People who order without an account, one subject per billing email.
+    #[serde(default)]
+    pub guests: Guests,
+    /// Unpaid orders (pending, failed, cancelled, checkout drafts) and what becomes of them.
+    #[serde(default)]
+    pub unpaid: Unpaid,
+    /// Data kept shorter than the customer: order IP addresses, sessions, download logs.
+    #[serde(default)]
+    pub minimise: Minimise,
+    /// The shop's own personal fields beyond WooCommerce's.
+    #[serde(default)]
+    pub personal_data: PersonalData,
+    /// Limits that stop a wrong setting from wiping a shop.
+    #[serde(default)]
+    pub safety: Safety,
+    /// How `apply` splits its work into transactions.
+    #[serde(default)]
+    pub apply: ApplyConfig,
 }
 
 /// `[database]`
@@ -132,6 +150,194 @@ pub struct Customers {
     /// Only users whose roles are all in this list are customers; everyone else is staff.
     #[serde(default = "default_roles")]
     pub roles: Vec<String>,
+    /// What happens to an inactive customer's account.
+    #[serde(default)]
+    pub action: CustomerAction,
+    /// Accounts never touched by any rule, whatever their roles (test accounts, the owner).
+    #[serde(default)]
+    pub protected_user_ids: Vec<u64>,
+    /// Emails never touched by any rule: accounts with this email and guests ordering with it.
+    #[serde(default)]
+    pub protected_emails: Vec<String>,
+}
+
+/// What the inactive-customer rule does to the account itself.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerAction {
+    /// Keep the user row with anonymised values: ids stay valid for other plugins.
+    #[default]
+    Anonymise,
+    /// Delete the user row and its meta. Content the user wrote is kept, never reassigned.
+    Delete,
+}
+
+/// `[guests]`: people who ordered without an account, identified by billing email. Their
+/// last activity is their newest order; `customers.inactive_after` and the invoice rules apply.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guests {
+    /// Switch the rule off without deleting its settings.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for Guests {
+    fn default() -> Self {
+        Guests { enabled: true }
+    }
+}
+
+/// `[unpaid]`: orders that never became a sale.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unpaid {
+    /// Switch the rule off without deleting its settings.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `pending` (awaiting payment). Younger ones count as open: their customer is kept.
+    #[serde(default = "default_pending")]
+    pub pending: UnpaidRule,
+    /// `failed` (payment failed or declined).
+    #[serde(default = "default_failed")]
+    pub failed: UnpaidRule,
+    /// `cancelled` (by the shop or the customer).
+    #[serde(default = "default_cancelled")]
+    pub cancelled: UnpaidRule,
+    /// `checkout-draft` (a block checkout that was never submitted).
+    #[serde(default = "default_checkout_draft")]
+    pub checkout_draft: UnpaidRule,
+}
+
+impl Unpaid {
+    /// The rule for an order status as stored (`wc-pending`), if it is an unpaid status.
+    pub fn rule_for(&self, status: &str) -> Option<&UnpaidRule> {
+        match status.strip_prefix("wc-").unwrap_or(status) {
+            "pending" => Some(&self.pending),
+            "failed" => Some(&self.failed),
+            "cancelled" => Some(&self.cancelled),
+            "checkout-draft" => Some(&self.checkout_draft),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Unpaid {
+    fn default() -> Self {
+        Unpaid {
+            enabled: true,
+            pending: default_pending(),
+            failed: default_failed(),
+            cancelled: default_cancelled(),
+            checkout_draft: default_checkout_draft(),
+        }
+    }
+}
+
+/// One unpaid status: after how long, and what happens.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnpaidRule {
+    /// Age of the order (from its creation) after which `action` applies.
+    pub after: Period,
+    /// `trash` (WooCommerce's bin), `delete` (gone, with its notes and lines) or
+    /// `anonymise` (kept for the statistics without personal data).
+    pub action: UnpaidAction,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnpaidAction {
+    Trash,
+    Delete,
+    Anonymise,
+}
+
+/// `[minimise]`: personal data the shop needs only briefly.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Minimise {
+    /// Switch these rules off without deleting their settings.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Orders older than this lose the customer's IP address and user agent.
+    #[serde(default = "default_ninety_days")]
+    pub ip_after: Period,
+    /// Download log entries older than this lose the IP address.
+    #[serde(default = "default_ninety_days")]
+    pub download_ip_after: Period,
+    /// Delete expired `woocommerce_sessions` rows (carts and checkout addresses).
+    #[serde(default = "yes")]
+    pub expired_sessions: bool,
+}
+
+impl Default for Minimise {
+    fn default() -> Self {
+        Minimise {
+            enabled: true,
+            ip_after: default_ninety_days(),
+            download_ip_after: default_ninety_days(),
+            expired_sessions: true,
+        }
+    }
+}
+
+/// `[personal_data]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalData {
+    /// Order meta keys the shop's checkout adds that hold personal data (a gift recipient's
+    /// name, a delivery phone): anonymised with the order.
+    #[serde(default)]
+    pub extra_order_meta_keys: Vec<String>,
+    /// User meta keys holding personal data beyond WordPress's and WooCommerce's (a date of
+    /// birth): deleted with the profile.
+    #[serde(default)]
+    pub extra_user_meta_keys: Vec<String>,
+}
+
+/// `[safety]`: a run that would touch more subjects (customers and guests) than this is
+/// refused unless forced (`apply --force`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Safety {
+    /// Most subjects one run may anonymise or delete.
+    #[serde(default = "default_max_customers")]
+    pub max_customers_per_run: u64,
+    /// Largest share (0 to 1) of all subjects one run may anonymise or delete.
+    #[serde(default = "default_max_share")]
+    pub max_share: f64,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            max_customers_per_run: default_max_customers(),
+            max_share: default_max_share(),
+        }
+    }
+}
+
+/// `[apply]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyConfig {
+    /// Customers per transaction.
+    #[serde(default = "default_customer_batch")]
+    pub customer_batch: usize,
+    /// Orders per transaction (they are written in order-id order, which is what makes
+    /// them fast: DESIGN §7).
+    #[serde(default = "default_order_batch")]
+    pub order_batch: usize,
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        ApplyConfig {
+            customer_batch: default_customer_batch(),
+            order_batch: default_order_batch(),
+        }
+    }
 }
 
 /// `[invoices]`: orders that are fiscal records, kept (minimised) for the statutory period.
@@ -216,6 +422,9 @@ impl Default for Customers {
             enabled: true,
             inactive_after: default_inactive_after(),
             roles: default_roles(),
+            action: CustomerAction::default(),
+            protected_user_ids: Vec::new(),
+            protected_emails: Vec::new(),
         }
     }
 }
@@ -259,6 +468,48 @@ fn default_invoice_statuses() -> Vec<String> {
 }
 fn default_retain_years() -> u32 {
     7
+}
+fn period(text: &str) -> Period {
+    text.parse().expect("the default periods are valid")
+}
+fn default_pending() -> UnpaidRule {
+    UnpaidRule {
+        after: period("30 days"),
+        action: UnpaidAction::Trash,
+    }
+}
+fn default_failed() -> UnpaidRule {
+    UnpaidRule {
+        after: period("90 days"),
+        action: UnpaidAction::Anonymise,
+    }
+}
+fn default_cancelled() -> UnpaidRule {
+    UnpaidRule {
+        after: period("90 days"),
+        action: UnpaidAction::Anonymise,
+    }
+}
+fn default_checkout_draft() -> UnpaidRule {
+    UnpaidRule {
+        after: period("7 days"),
+        action: UnpaidAction::Delete,
+    }
+}
+fn default_ninety_days() -> Period {
+    period("90 days")
+}
+fn default_max_customers() -> u64 {
+    1000
+}
+fn default_max_share() -> f64 {
+    0.1
+}
+fn default_customer_batch() -> usize {
+    500
+}
+fn default_order_batch() -> usize {
+    1500
 }
 fn default_deadline() -> Period {
     "30 days".parse().expect("the default deadline is valid")
@@ -492,6 +743,39 @@ impl Loaded {
         }
         if c.customers.roles.is_empty() {
             problems.push("  customers.roles: must name at least one role".to_owned());
+        }
+        if let Some(e) = c.customers.protected_emails.iter().find(|e| !e.contains('@')) {
+            problems.push(format!("  customers.protected_emails: {e:?} is not an email address"));
+        }
+        if !(c.safety.max_share > 0.0 && c.safety.max_share <= 1.0) {
+            problems.push(format!(
+                "  safety.max_share: {} is not a share: write a number above 0 and at most 1, like 0.1 for 10%",
+                c.safety.max_share
+            ));
+        }
+        for (key, n) in [
+            ("apply.customer_batch", c.apply.customer_batch),
+            ("apply.order_batch", c.apply.order_batch),
+        ] {
+            if !(1..=10_000).contains(&n) {
+                problems.push(format!("  {key}: {n} is out of range: use 1 to 10000"));
+            }
+        }
+        let meta_keys = c
+            .personal_data
+            .extra_order_meta_keys
+            .iter()
+            .map(|k| ("personal_data.extra_order_meta_keys", k))
+            .chain(
+                c.personal_data
+                    .extra_user_meta_keys
+                    .iter()
+                    .map(|k| ("personal_data.extra_user_meta_keys", k)),
+            );
+        for (key, k) in meta_keys {
+            if k.is_empty() || k.len() > 255 {
+                problems.push(format!("  {key}: {k:?} is not a meta key (1 to 255 characters)"));
+            }
         }
         if let Some(rest) = &c.rest {
             if !rest.url.starts_with("https://") {

@@ -10,12 +10,18 @@
 //! - [`check`] judges a store and a config for `wc-retention check`;
 //! - [`telemetry`] sets up structured logging.
 
+pub mod anonymise;
+pub mod audit;
 pub mod check;
 pub mod config;
+pub mod engine;
 pub mod fixture;
 pub mod localtime;
 pub mod period;
+pub mod php;
+pub mod plan;
 pub mod policy;
 pub mod schedule;
 pub mod store;
+pub mod subject;
 pub mod telemetry;

@@ -1,6 +1,60 @@
 //! Wall-clock times in a time zone where some days have 23 or 25 hours.
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike};
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+
+use crate::period::Period;
+use crate::policy::fiscal::Retention;
+
+/// The shop's calendar: WordPress keeps a zone name, or only a bare UTC offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShopZone {
+    Named(Tz),
+    Offset(FixedOffset),
+}
+
+impl ShopZone {
+    /// Reads discovery's form of the setting: `Europe/Amsterdam` or `UTC+5.5`.
+    pub fn parse(setting: &str) -> Option<ShopZone> {
+        if let Ok(zone) = setting.parse::<Tz>() {
+            return Some(ShopZone::Named(zone));
+        }
+        let hours: f64 = setting.strip_prefix("UTC")?.parse().ok()?;
+        FixedOffset::east_opt((hours * 3600.0).round() as i32).map(ShopZone::Offset)
+    }
+
+    /// When an invoice dated `dated` stops being a fiscal record on this calendar.
+    pub fn retention_ends(&self, retention: &Retention, dated: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            ShopZone::Named(tz) => retention.ends(dated, tz),
+            ShopZone::Offset(offset) => retention.ends(dated, offset),
+        }
+    }
+
+    /// `period` before `now`, counted on this calendar.
+    pub fn before(&self, period: &Period, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            ShopZone::Named(tz) => period.before(&now.with_timezone(tz)).map(|t| t.with_timezone(&Utc)),
+            ShopZone::Offset(o) => period.before(&now.with_timezone(o)).map(|t| t.with_timezone(&Utc)),
+        }
+    }
+
+    /// The shop's wall-clock time at `t`, as WordPress writes its non-GMT columns.
+    pub fn wall_clock(&self, t: DateTime<Utc>) -> Option<NaiveDateTime> {
+        match self {
+            ShopZone::Named(tz) => wall_clock(&t.with_timezone(tz)),
+            ShopZone::Offset(o) => wall_clock(&t.with_timezone(o)),
+        }
+    }
+
+    /// `t` on this calendar, for people.
+    pub fn rfc3339(&self, t: DateTime<Utc>) -> String {
+        match self {
+            ShopZone::Named(tz) => t.with_timezone(tz).to_rfc3339(),
+            ShopZone::Offset(o) => t.with_timezone(o).to_rfc3339(),
+        }
+    }
+}
 
 /// The wall-clock time of `t` in its zone; `None` at the edge of chrono's calendar, where
 /// `DateTime::naive_local` would panic.

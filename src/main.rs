@@ -3,9 +3,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use wc_retention::config::{self, LogFormat};
+use wc_retention::engine::{self, EngineError};
+use wc_retention::store::audit;
 use wc_retention::store::{migrations, Store, StoreError};
 use wc_retention::{check, telemetry};
 
@@ -15,7 +20,10 @@ Exit codes:
   1  unexpected failure (see the message and the log)
   2  bad flags or bad configuration
   3  the store is unreachable, refuses the login, or is not a WooCommerce database the
-     service can work on (missing tables or privileges, own tables from a newer version)";
+     service can work on (missing tables or privileges, own tables from a newer version)
+  4  apply refused by the safety cap (see safety.* in the config; --force overrides)
+  5  audit verify found a broken hash chain
+  130 apply stopped by SIGINT/SIGTERM after a whole batch; run it again to finish";
 
 #[derive(Parser)]
 #[command(name = "wc-retention", version, about, after_help = EXIT_CODES)]
@@ -44,10 +52,58 @@ enum Command {
     },
     /// Create or upgrade the service's own tables (runs, audit, requests).
     Migrate,
+    /// Show what `apply` would do now: counts per rule and action, with sample ids.
+    Plan {
+        /// Print the plan as JSON (on stdout).
+        #[arg(long)]
+        json: bool,
+        /// Plan as of this time (RFC 3339) instead of now: "what happens next month?"
+        #[arg(long, value_name = "TIME")]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Apply the retention policy once: plan, then change the store in batches.
+    #[command(alias = "once")]
+    Apply {
+        /// Only show the plan; change nothing (the same as `plan`).
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply even when the plan exceeds the safety cap.
+        #[arg(long)]
+        force: bool,
+        /// Print the plan and the outcome as JSON (on stdout).
+        #[arg(long)]
+        json: bool,
+        /// Apply the policy as of this earlier time (RFC 3339), e.g. to repeat a run
+        /// exactly; never a later one.
+        #[arg(long, value_name = "TIME")]
+        now: Option<DateTime<Utc>>,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit rows' hash chain and report the first broken row.
+    Verify,
 }
 
 /// An exit code and the message explaining it.
 struct Failure(u8, String);
+
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Failure {
+        match e {
+            EngineError::Store(e) => e.into(),
+            EngineError::Unworkable(_) => Failure(3, e.to_string()),
+            EngineError::Policy(_) => Failure(2, e.to_string()),
+            EngineError::Cap(_) => Failure(4, e.to_string()),
+        }
+    }
+}
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
@@ -127,6 +183,110 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 Ok(())
             }
+            Command::Plan { json, now } => {
+                let store = Store::open(&cfg.database)?;
+                let planned = engine::plan(&store, cfg, now.unwrap_or_else(Utc::now)).await;
+                store.close().await;
+                print_plan(&planned?.plan, json)
+            }
+            Command::Apply {
+                dry_run,
+                force,
+                json,
+                now,
+            } => {
+                let real = Utc::now();
+                if now.is_some_and(|t| t > real) {
+                    return Err(Failure(
+                        2,
+                        "--now: apply cannot act as of a future time (plan --now can show it)".to_owned(),
+                    ));
+                }
+                let store = Store::open(&cfg.database)?;
+                let result = apply(&store, cfg, dry_run, force, json, now.unwrap_or(real)).await;
+                store.close().await;
+                result
+            }
+            Command::Audit {
+                command: AuditCommand::Verify,
+            } => {
+                let store = Store::open(&cfg.database)?;
+                let verification = audit::verify(&store).await;
+                store.close().await;
+                let v = verification?;
+                match v.first_broken {
+                    None => {
+                        println!("audit chain verified: {} rows", v.rows);
+                        Ok(())
+                    }
+                    Some((id, why)) => Err(Failure(5, format!("audit chain broken at row {id}: {why}"))),
+                }
+            }
         }
     })
+}
+
+fn print_plan(plan: &wc_retention::plan::Plan, json: bool) -> Result<(), Failure> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan.to_json()).map_err(|e| Failure(1, e.to_string()))?
+        );
+    } else {
+        print!("{}", plan.to_text());
+    }
+    Ok(())
+}
+
+async fn apply(
+    store: &Store,
+    cfg: &config::Config,
+    dry_run: bool,
+    force: bool,
+    json: bool,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let planned = engine::plan(store, cfg, now).await?;
+    if dry_run {
+        return print_plan(&planned.plan, json);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn(stop_on_signal(stop.clone()));
+    let outcome = engine::apply(store, cfg, &planned, "cli", force, &stop).await;
+    watcher.abort();
+    let outcome = outcome?;
+    if json {
+        let doc = serde_json::json!({ "plan": planned.plan.to_json(), "outcome": outcome });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(|e| Failure(1, e.to_string()))?
+        );
+    } else {
+        print!("{}", planned.plan.to_text());
+        println!("run {}: {} steps applied", outcome.run_id, outcome.applied);
+    }
+    if outcome.interrupted {
+        return Err(Failure(
+            130,
+            format!(
+                "stopped by a signal after {} steps; run apply again to finish",
+                outcome.applied
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sets `stop` on SIGINT or SIGTERM: the apply finishes its batch and ends.
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("stop requested: finishing the current batch");
+    stop.store(true, Ordering::SeqCst);
 }

@@ -1,4 +1,411 @@
 //! The pure core: retention decisions from facts read from the store and a `now` passed
 //! in. No I/O and no clock reads, so every decision is testable with plain values.
+//!
+//! A [`Planner`] sees the store in three passes, in this order: customers (by user id),
+//! guests (by billing email), then orders (by order id), and last sessions and download
+//! logs. What it learnt about people in the first two passes decides the orders.
 
 pub mod fiscal;
+mod rules;
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+
+use crate::anonymise;
+use crate::config::{CustomerAction, UnpaidAction};
+use crate::php;
+use crate::plan::{Action, Plan, Rule, Step};
+
+pub use rules::{PolicyError, Restrictions, Rules};
+
+/// An account's or guest's orders, as activity and openness.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrderActivity {
+    /// The newest order of any status but `checkout-draft`.
+    pub last_order: Option<DateTime<Utc>>,
+    /// Orders in `processing` or `on-hold`.
+    pub open: u64,
+    /// The newest `pending` order: young ones count as open.
+    pub last_pending: Option<DateTime<Utc>>,
+}
+
+/// A WordPress user, as the customer rule sees them.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFacts {
+    pub user_id: u64,
+    /// Lowercased; compared with protected emails and restrictions, never logged.
+    pub email: String,
+    /// The raw `{prefix}capabilities` meta (serialized PHP), `None` without one.
+    pub capabilities: Option<Vec<u8>>,
+    pub registered: Option<DateTime<Utc>>,
+    /// `wc_last_active`: the day WooCommerce last saw the customer (since WooCommerce 3.4).
+    pub wc_last_active: Option<DateTime<Utc>>,
+    /// `last_update`: when the customer's data was last saved.
+    pub last_update: Option<DateTime<Utc>>,
+    /// The raw `session_tokens` meta: WordPress login sessions with their login times.
+    pub session_tokens: Option<Vec<u8>>,
+    /// The latest expiry of the customer's WooCommerce sessions (a visit, 48 hours ahead).
+    pub session_expiry: Option<DateTime<Utc>>,
+    pub orders: OrderActivity,
+    /// The service anonymised this account before.
+    pub anonymised: bool,
+}
+
+/// People who ordered without an account, one per billing email.
+#[derive(Debug, Clone, Default)]
+pub struct GuestFacts {
+    /// Lowercased billing email.
+    pub email: String,
+    pub orders: OrderActivity,
+    /// An account uses this email: the person is judged by the customer rule instead.
+    pub has_account: bool,
+}
+
+/// Whether the service already processed an order (its own marker meta).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Processed {
+    #[default]
+    No,
+    Minimised,
+    Anonymised,
+}
+
+/// The account an order belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Account {
+    /// A guest order (`customer_id` 0).
+    #[default]
+    Guest,
+    Present {
+        /// The service anonymised it before.
+        anonymised: bool,
+    },
+    /// `customer_id` names a user that no longer exists.
+    Missing,
+}
+
+/// One order (`shop_order`; refunds follow their parent).
+#[derive(Debug, Clone, Default)]
+pub struct OrderFacts {
+    pub id: u64,
+    /// As stored: `wc-completed`, `trash`, …
+    pub status: String,
+    pub customer_id: u64,
+    pub account: Account,
+    /// Lowercased billing email.
+    pub email: String,
+    pub created: Option<DateTime<Utc>>,
+    pub paid: Option<DateTime<Utc>>,
+    pub completed: Option<DateTime<Utc>>,
+    pub processed: Processed,
+    /// The billing email is a real one, not empty or the anonymised value.
+    pub contact_present: bool,
+    /// An IP address or user agent is stored.
+    pub ip_present: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionFacts {
+    pub id: u64,
+    pub expiry: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DownloadFacts {
+    pub id: u64,
+    pub at: Option<DateTime<Utc>>,
+    pub ip_present: bool,
+}
+
+/// Warnings are listed up to this many; the rest are counted.
+const MAX_WARNINGS: usize = 100;
+
+/// Builds a [`Plan`] from facts, pass by pass.
+pub struct Planner<'r> {
+    rules: &'r Rules,
+    plan: Plan,
+    gone_users: HashSet<u64>,
+    untouchable_users: HashSet<u64>,
+    gone_guests: HashSet<String>,
+    untouchable_guests: HashSet<String>,
+    unlisted_warnings: u64,
+}
+
+impl<'r> Planner<'r> {
+    pub fn new(rules: &'r Rules) -> Planner<'r> {
+        Planner {
+            rules,
+            plan: Plan {
+                now: rules.now,
+                ..Plan::default()
+            },
+            gone_users: HashSet::new(),
+            untouchable_users: HashSet::new(),
+            gone_guests: HashSet::new(),
+            untouchable_guests: HashSet::new(),
+            unlisted_warnings: 0,
+        }
+    }
+
+    pub fn finish(mut self) -> Plan {
+        if self.unlisted_warnings > 0 {
+            self.plan
+                .warnings
+                .push(format!("{} more warnings not listed", self.unlisted_warnings));
+        }
+        self.plan
+    }
+
+    fn warn(&mut self, message: String) {
+        if self.plan.warnings.len() < MAX_WARNINGS {
+            self.plan.warnings.push(message);
+        } else {
+            self.unlisted_warnings += 1;
+        }
+    }
+
+    /// Pass 1: one registered user.
+    pub fn customer(&mut self, f: &CustomerFacts) {
+        let r = self.rules;
+        let roles = match f.capabilities.as_deref().map(php::roles) {
+            None => Vec::new(),
+            Some(Ok(roles)) => roles,
+            Some(Err(e)) => {
+                self.warn(format!("user {}: roles unreadable ({e}); skipped", f.user_id));
+                self.untouchable_users.insert(f.user_id);
+                return;
+            }
+        };
+        // No role on this site, or any role beyond the customer roles: not a customer.
+        if roles.is_empty() || !roles.iter().all(|role| r.customer_roles.contains(role)) {
+            self.untouchable_users.insert(f.user_id);
+            return;
+        }
+        self.plan.subjects_total += 1;
+        if r.protected_user_ids.contains(&f.user_id) || r.protected_emails.contains(&f.email) {
+            self.untouchable_users.insert(f.user_id);
+            return;
+        }
+        if r.restrictions.contains(&f.email) {
+            self.plan.restricted_skipped += 1;
+            self.untouchable_users.insert(f.user_id);
+            return;
+        }
+        let action = match r.customer_action {
+            CustomerAction::Anonymise => Action::AnonymiseCustomer,
+            CustomerAction::Delete => Action::DeleteCustomer,
+        };
+        if f.anonymised {
+            if !looks_anonymised(&f.email) {
+                self.push_customer(Rule::Repair, Action::AnonymiseCustomer, f.user_id);
+            }
+            return;
+        }
+        if !r.customers_enabled || r.is_open(&f.orders) {
+            return;
+        }
+        let Some(last) = self.last_activity(f) else {
+            self.warn(format!("user {}: no activity date can be read; skipped", f.user_id));
+            return;
+        };
+        if last < r.inactive_before {
+            self.gone_users.insert(f.user_id);
+            self.plan.subjects_forgotten += 1;
+            self.push_customer(Rule::InactiveCustomer, action, f.user_id);
+        }
+    }
+
+    /// The latest of every activity signal; see the README's "Last activity".
+    fn last_activity(&mut self, f: &CustomerFacts) -> Option<DateTime<Utc>> {
+        let login = match f.session_tokens.as_deref().map(php::latest_login) {
+            Some(Ok(t)) => t.and_then(|t| DateTime::from_timestamp(t, 0)),
+            Some(Err(e)) => {
+                self.warn(format!("user {}: login sessions unreadable ({e}); ignored", f.user_id));
+                None
+            }
+            None => None,
+        };
+        // A session expires 48 hours after the visit that wrote it.
+        let visit = f.session_expiry.map(|t| t - chrono::TimeDelta::hours(48));
+        [
+            f.registered,
+            f.wc_last_active,
+            f.last_update,
+            login,
+            visit,
+            f.orders.last_order,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
+    fn push_customer(&mut self, rule: Rule, action: Action, id: u64) {
+        self.plan.customers.push(Step { rule, action, id });
+    }
+
+    /// Pass 2: one guest email.
+    pub fn guest(&mut self, f: &GuestFacts) {
+        let r = self.rules;
+        if f.has_account {
+            return;
+        }
+        self.plan.subjects_total += 1;
+        if r.protected_emails.contains(&f.email) {
+            self.untouchable_guests.insert(f.email.clone());
+            return;
+        }
+        if r.restrictions.contains(&f.email) {
+            self.plan.restricted_skipped += 1;
+            self.untouchable_guests.insert(f.email.clone());
+            return;
+        }
+        if !r.guests_enabled || r.is_open(&f.orders) {
+            return;
+        }
+        if f.orders.last_order.is_some_and(|last| last < r.inactive_before) {
+            self.plan.subjects_forgotten += 1;
+            self.gone_guests.insert(f.email.clone());
+        }
+    }
+
+    /// Pass 3: one order, in order-id order.
+    pub fn order(&mut self, f: &OrderFacts) {
+        let r = self.rules;
+        if f.processed != Processed::No {
+            self.processed_order(f);
+            return;
+        }
+        let subject_rule = match &f.account {
+            Account::Present { .. } if self.untouchable_users.contains(&f.customer_id) => return,
+            Account::Present { anonymised } if *anonymised || self.gone_users.contains(&f.customer_id) => {
+                Some(Rule::InactiveCustomer)
+            }
+            Account::Present { .. } => None,
+            Account::Missing if r.protected_emails.contains(&f.email) => return,
+            Account::Missing if r.restrictions.contains(&f.email) => return,
+            Account::Missing => Some(Rule::AccountDeleted),
+            Account::Guest if self.untouchable_guests.contains(&f.email) => return,
+            Account::Guest if self.gone_guests.contains(&f.email) => Some(Rule::InactiveGuest),
+            Account::Guest => None,
+        };
+        let mut best: Option<Step> = None;
+        let mut consider = |rule: Rule, action: Action| {
+            if best.is_none_or(|b| action > b.action) {
+                best = Some(Step { rule, action, id: f.id });
+            }
+        };
+        if let Some(rule) = subject_rule {
+            let action = match self.invoice_retained(f) {
+                Some(true) => Action::MinimiseOrder,
+                Some(false) | None => Action::AnonymiseOrder,
+            };
+            consider(rule, action);
+        }
+        if let Some(action) = r.unpaid_action(&f.status, f.created) {
+            consider(Rule::UnpaidOrder, action);
+        }
+        let old_ip = f.ip_present
+            && r.ip_before
+                .zip(f.created)
+                .is_some_and(|(cutoff, created)| created < cutoff);
+        if old_ip {
+            consider(Rule::OrderIp, Action::StripOrderIp);
+        }
+        if let Some(step) = best {
+            self.plan.orders.push(step);
+            // Trashing keeps the order's data; its old IP address goes all the same.
+            if step.action == Action::TrashOrder && old_ip {
+                self.plan.orders.push(Step {
+                    rule: Rule::OrderIp,
+                    action: Action::StripOrderIp,
+                    id: f.id,
+                });
+            }
+        }
+    }
+
+    /// `Some(true)` while an invoice must be kept, `Some(false)` after; `None` for orders
+    /// that are not invoices.
+    fn invoice_retained(&mut self, f: &OrderFacts) -> Option<bool> {
+        let r = self.rules;
+        if !r.invoice_statuses.contains(&f.status) {
+            return None;
+        }
+        let Some(dated) = f.paid.or(f.completed).or(f.created) else {
+            // Never anonymise an invoice whose date cannot be read: keep it minimised.
+            self.warn(format!("order {}: no date can be read; kept as an invoice", f.id));
+            return Some(true);
+        };
+        Some(r.zone.retention_ends(&r.retention, dated).is_none_or(|end| r.now < end))
+    }
+
+    fn processed_order(&mut self, f: &OrderFacts) {
+        let retained = self.invoice_retained(f) != Some(false);
+        let (rule, action) = match (f.processed, f.contact_present, retained) {
+            (Processed::Anonymised, true, _) => (Rule::Repair, Action::AnonymiseOrder),
+            (Processed::Minimised, true, true) => (Rule::Repair, Action::MinimiseOrder),
+            (Processed::Minimised, true, false) => (Rule::Repair, Action::AnonymiseOrder),
+            (Processed::Minimised, false, false) => (Rule::InvoiceRetention, Action::AnonymiseOrder),
+            _ => return,
+        };
+        self.plan.orders.push(Step { rule, action, id: f.id });
+    }
+
+    /// Pass 4: sessions and download logs.
+    pub fn session(&mut self, f: &SessionFacts) {
+        if self.rules.expired_sessions && f.expiry < self.rules.now.timestamp() {
+            self.plan.sessions.push(Step {
+                rule: Rule::ExpiredSession,
+                action: Action::DeleteSession,
+                id: f.id,
+            });
+        }
+    }
+
+    pub fn download(&mut self, f: &DownloadFacts) {
+        let old = self
+            .rules
+            .download_ip_before
+            .zip(f.at)
+            .is_some_and(|(cutoff, at)| at < cutoff);
+        if f.ip_present && old {
+            self.plan.downloads.push(Step {
+                rule: Rule::DownloadIp,
+                action: Action::StripDownloadIp,
+                id: f.id,
+            });
+        }
+    }
+}
+
+impl Rules {
+    /// Whether orders keep their person a client: processing, on-hold, or a young pending one.
+    fn is_open(&self, o: &OrderActivity) -> bool {
+        o.open > 0 || o.last_pending.is_some_and(|t| t >= self.pending_open_after)
+    }
+
+    fn unpaid_action(&self, status: &str, created: Option<DateTime<Utc>>) -> Option<Action> {
+        let (cutoff, action) = self
+            .unpaid
+            .iter()
+            .find(|(s, _, _)| s == status)
+            .map(|(_, c, a)| (c, a))?;
+        created.filter(|t| t < cutoff)?;
+        match action {
+            UnpaidAction::Trash if status == "trash" => None,
+            UnpaidAction::Trash => Some(Action::TrashOrder),
+            UnpaidAction::Delete => Some(Action::DeleteOrder),
+            UnpaidAction::Anonymise => Some(Action::AnonymiseOrder),
+        }
+    }
+}
+
+/// The unique email the service gives an anonymised account.
+fn looks_anonymised(email: &str) -> bool {
+    email.starts_with(anonymise::LOGIN_PREFIX) && email.ends_with(anonymise::LOGIN_DOMAIN)
+}
+
+#[cfg(test)]
+mod tests;

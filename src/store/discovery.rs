@@ -107,7 +107,7 @@ const SHOP_TABLES: &[TableNeed] = &[
     TableNeed {
         name: "usermeta",
         need: Need::Always,
-        privileges: &[S, U, D],
+        privileges: &[S, I, U, D],
     },
     TableNeed {
         name: "posts",
@@ -137,7 +137,12 @@ const SHOP_TABLES: &[TableNeed] = &[
     TableNeed {
         name: "wc_order_stats",
         need: Need::Always,
-        privileges: &[S],
+        privileges: &[S, D],
+    },
+    TableNeed {
+        name: "wc_order_product_lookup",
+        need: Need::Always,
+        privileges: &[S, D],
     },
     TableNeed {
         name: "woocommerce_order_items",

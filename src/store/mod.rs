@@ -5,8 +5,12 @@
 //! codes, never row values: a MySQL message that may quote a value (duplicate key, bad
 //! string) is reduced to its code.
 
+pub mod apply;
+pub mod audit;
 pub mod discovery;
 pub mod migrations;
+pub mod read;
+mod values;
 
 use std::time::Duration;
 
@@ -15,6 +19,24 @@ use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
 use crate::config::{self, TlsMode};
 
 pub use discovery::{discover, Discovery, OrderStorage};
+
+/// Where a store keeps its orders, as the reads and writes need to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Orders have rows in the HPOS tables (they are written there too).
+    pub hpos: bool,
+    /// The HPOS tables are authoritative: facts are read from them.
+    pub read_hpos: bool,
+}
+
+impl Layout {
+    pub fn of(storage: OrderStorage) -> Layout {
+        Layout {
+            hpos: storage.uses_hpos_tables(),
+            read_hpos: matches!(storage, OrderStorage::Hpos | OrderStorage::HposSync),
+        }
+    }
+}
 
 /// A connection pool to one WooCommerce database with a known table prefix.
 #[derive(Clone)]

@@ -1,0 +1,212 @@
+//! One retention run, from facts to committed batches: discover the store, read the facts
+//! pass by pass into the pure [`Planner`], and apply the resulting [`Plan`] in batches.
+//! The daemon's cycle and the `plan` and `apply` commands are built from these two steps.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::localtime::ShopZone;
+use crate::plan::{Plan, Step};
+use crate::policy::{Planner, PolicyError, Restrictions, Rules};
+use crate::store::apply::Writer;
+use crate::store::read::Reader;
+use crate::store::{audit, discover, migrations, Layout, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the store is not ready: {}", .0.join("; "))]
+    Unworkable(Vec<String>),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(
+        "refused by the safety cap: {0}; check the periods in the config, then rerun with --force if this is intended"
+    )]
+    Cap(String),
+}
+
+/// A plan and what is needed to apply it.
+pub struct Planned {
+    pub plan: Plan,
+    layout: Layout,
+    zone: ShopZone,
+}
+
+/// Reads the store and decides. Changes nothing.
+pub async fn plan(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Planned, EngineError> {
+    let started = Instant::now();
+    let d = discover(store).await?;
+    let problems = d.problems();
+    if !problems.is_empty() {
+        return Err(EngineError::Unworkable(problems));
+    }
+    let layout = Layout::of(d.order_storage);
+    let zone = d
+        .shop_timezone
+        .as_deref()
+        .and_then(ShopZone::parse)
+        .unwrap_or(ShopZone::Named(chrono_tz::UTC));
+    let mut conn = store.conn().await?;
+    let mut reader = Reader {
+        store,
+        layout,
+        conn: &mut conn,
+    };
+    // Before the first `migrate` there is no register, so nothing is restricted yet.
+    let hashes = if d.own_schema_version.is_some() {
+        reader.restricted().await?
+    } else {
+        Default::default()
+    };
+    let pepper = config.requests.pepper.as_ref().map(|p| p.expose());
+    let rules = Rules::new(config, zone, now, Restrictions::new(pepper, hashes)?)?;
+    let mut planner = Planner::new(&rules);
+    reader.customers(|f| planner.customer(f)).await?;
+    reader.guests(|f| planner.guest(f)).await?;
+    reader.orders(|f| planner.order(f)).await?;
+    reader.sessions(|f| planner.session(f)).await?;
+    reader.downloads(|f| planner.download(f)).await?;
+    drop(conn);
+    let plan = planner.finish();
+    for w in &plan.warnings {
+        tracing::warn!(warning = %w, "entity skipped or judged with missing data");
+    }
+    tracing::info!(
+        customers = plan.customers.len(),
+        orders = plan.orders.len(),
+        sessions = plan.sessions.len(),
+        downloads = plan.downloads.len(),
+        subjects_forgotten = plan.subjects_forgotten,
+        subjects_total = plan.subjects_total,
+        restricted_skipped = plan.restricted_skipped,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "plan made"
+    );
+    Ok(Planned { plan, layout, zone })
+}
+
+/// How an apply ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub run_id: u64,
+    /// Steps committed.
+    pub applied: u64,
+    /// A stop was requested (SIGTERM/SIGINT): the run ended after a whole batch.
+    pub interrupted: bool,
+}
+
+/// Applies a plan in batches. `force` overrides the safety cap; `stop` is checked between
+/// batches, so a stop never leaves a batch half done.
+pub async fn apply(
+    store: &Store,
+    config: &Config,
+    planned: &Planned,
+    trigger: &str,
+    force: bool,
+    stop: &AtomicBool,
+) -> Result<Outcome, EngineError> {
+    let plan = &planned.plan;
+    if let Err(reason) = plan.check_cap(config.safety.max_customers_per_run, config.safety.max_share) {
+        if !force {
+            return Err(EngineError::Cap(reason));
+        }
+        tracing::warn!(reason = %reason, "safety cap overridden with --force");
+    }
+    migrations::migrate(store).await?;
+    let run_id = audit::start_run(store, trigger).await?;
+    let started = Instant::now();
+    tracing::info!(run_id, trigger, steps = plan.steps().count(), "run started");
+    let result = apply_batches(store, config, planned, run_id, stop).await;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok((applied, interrupted)) => {
+            let status = if interrupted { "interrupted" } else { "completed" };
+            let counts = serde_json::to_value(plan.counts()).unwrap_or_default();
+            audit::finish_run(store, run_id, status, &counts, None).await?;
+            tracing::info!(run_id, status, applied, elapsed_ms, counts = %counts, "run finished");
+            Ok(Outcome {
+                run_id,
+                applied,
+                interrupted,
+            })
+        }
+        Err(e) => {
+            let message = e.to_string();
+            // The run row is best effort here: the database may be what failed.
+            if let Err(record) =
+                audit::finish_run(store, run_id, "failed", &serde_json::Value::Null, Some(&message)).await
+            {
+                tracing::warn!(run_id, error = %record, "could not record the failed run");
+            }
+            tracing::error!(run_id, error = %message, elapsed_ms, "run failed");
+            Err(e.into())
+        }
+    }
+}
+
+async fn apply_batches(
+    store: &Store,
+    config: &Config,
+    planned: &Planned,
+    run_id: u64,
+    stop: &AtomicBool,
+) -> Result<(u64, bool), StoreError> {
+    let plan = &planned.plan;
+    let writer = Writer {
+        store,
+        layout: planned.layout,
+        zone: planned.zone,
+        keep_shipping: config.invoices.keep_shipping_address,
+        extra_order_meta: &config.personal_data.extra_order_meta_keys,
+        extra_user_meta: &config.personal_data.extra_user_meta_keys,
+    };
+    let mut conn = store.conn().await?;
+    let (customer_batch, order_batch) = (config.apply.customer_batch, config.apply.order_batch);
+    let phases: [(&str, &[Step], usize); 4] = [
+        ("customers", &plan.customers, customer_batch),
+        ("orders", &plan.orders, order_batch),
+        ("sessions", &plan.sessions, order_batch),
+        ("downloads", &plan.downloads, order_batch),
+    ];
+    let mut applied = 0u64;
+    for (phase, steps, size) in phases {
+        let batches = steps.len().div_ceil(size);
+        for (i, batch) in steps.chunks(size).enumerate() {
+            if stop.load(Ordering::SeqCst) {
+                tracing::warn!(
+                    run_id,
+                    phase,
+                    batch = i + 1,
+                    batches,
+                    "stop requested: ending after a whole batch"
+                );
+                return Ok((applied, true));
+            }
+            let started = Instant::now();
+            let now = Utc::now();
+            match phase {
+                "customers" => writer.customers(&mut conn, run_id, batch, now).await?,
+                "orders" => writer.orders(&mut conn, run_id, batch, now).await?,
+                "sessions" => writer.sessions(&mut conn, run_id, batch, now).await?,
+                _ => writer.downloads(&mut conn, run_id, batch, now).await?,
+            }
+            applied += batch.len() as u64;
+            tracing::info!(
+                run_id,
+                phase,
+                batch = i + 1,
+                batches,
+                entities = batch.len(),
+                first_id = batch.first().map_or(0, |s| s.id),
+                last_id = batch.last().map_or(0, |s| s.id),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "batch applied"
+            );
+        }
+    }
+    Ok((applied, false))
+}

@@ -1,0 +1,872 @@
+//! Carrying out a plan: one transaction per batch holding the changes and their audit rows.
+//! Customer-side statements work on a chunk of user ids, order-side statements on a chunk of
+//! order ids (DESIGN §7). Every order is written in every storage where its rows exist
+//! (DESIGN §3): the HPOS tables and posts/postmeta alike, with the same modification time,
+//! only fields that hold a value, and the address indexes rebuilt, so WooCommerce's sync
+//! never copies old data back.
+//!
+//! This module decides nothing: which entity gets which action is the plan's.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Transaction, TxOpts, Value};
+
+use super::read::{ORDER_MARKER, USER_MARKER};
+use super::values::{id_list, id_text_list, u64_of};
+use super::{audit, Layout, Store, StoreError};
+use crate::anonymise::{self, address_field_sql, address_fields, email_sql, ip_sql, phone_sql, text_sql};
+use crate::localtime::ShopZone;
+use crate::plan::{Action, Step};
+
+/// What the writer needs to know beyond the plan.
+pub struct Writer<'a> {
+    pub store: &'a Store,
+    pub layout: Layout,
+    pub zone: ShopZone,
+    /// Keep the shipping address of minimised invoices.
+    pub keep_shipping: bool,
+    pub extra_order_meta: &'a [String],
+    pub extra_user_meta: &'a [String],
+}
+
+/// One open transaction and the store it belongs to.
+struct Tx<'c> {
+    tx: Transaction<'c>,
+    store: Store,
+}
+
+impl Tx<'_> {
+    async fn run(&mut self, what: &str, sql: String, params: Vec<Value>) -> Result<u64, StoreError> {
+        self.tx
+            .exec_drop(sql, params)
+            .await
+            .map_err(StoreError::sql(what.to_owned(), &self.store))?;
+        Ok(self.tx.affected_rows())
+    }
+
+    async fn ids(&mut self, what: &str, sql: String) -> Result<Vec<u64>, StoreError> {
+        let rows: Vec<Value> = self
+            .tx
+            .exec(sql, ())
+            .await
+            .map_err(StoreError::sql(what.to_owned(), &self.store))?;
+        Ok(rows.iter().filter_map(u64_of).collect())
+    }
+
+    fn t(&self, name: &str) -> String {
+        self.store.table(name)
+    }
+}
+
+/// How much of an order a scrub removes.
+#[derive(Clone, Copy)]
+struct Scrub {
+    /// Billing email and phone, customer note, account link, notes, refund reasons, the
+    /// extra meta keys, download permissions.
+    contact: bool,
+    /// The rest of the billing address (name, company, street, city, postcode, country).
+    billing: bool,
+    shipping: bool,
+    /// The reviews and guest analytics row of the person behind the order.
+    subject: bool,
+    /// The marker meta written on the order.
+    marker: Option<(&'static str, Marker)>,
+}
+
+#[derive(Clone, Copy)]
+enum Marker {
+    Yes,
+    Now,
+}
+
+/// Orders in one batch that get the same treatment.
+const ORDER_GROUPS: [(Action, bool); 7] = [
+    (Action::DeleteOrder, false),
+    (Action::AnonymiseOrder, true),
+    (Action::AnonymiseOrder, false),
+    (Action::MinimiseOrder, true),
+    (Action::MinimiseOrder, false),
+    (Action::TrashOrder, false),
+    (Action::StripOrderIp, false),
+];
+
+impl Writer<'_> {
+    async fn begin<'c>(&self, conn: &'c mut Conn) -> Result<Tx<'c>, StoreError> {
+        let tx = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(StoreError::sql("starting a transaction", self.store))?;
+        Ok(Tx {
+            tx,
+            store: self.store.clone(),
+        })
+    }
+
+    async fn commit(&self, mut tx: Tx<'_>, run_id: u64, steps: &[Step], now: DateTime<Utc>) -> Result<(), StoreError> {
+        audit::append(&mut tx.tx, self.store, run_id, steps, now).await?;
+        tx.tx
+            .commit()
+            .await
+            .map_err(StoreError::sql("committing a batch", self.store))
+    }
+
+    /// One batch of customer steps (user ids ascending), atomically with its audit rows.
+    pub async fn customers(
+        &self,
+        conn: &mut Conn,
+        run_id: u64,
+        steps: &[Step],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin(conn).await?;
+        for delete in [false, true] {
+            let wanted = if delete {
+                Action::DeleteCustomer
+            } else {
+                Action::AnonymiseCustomer
+            };
+            let ids: Vec<u64> = steps.iter().filter(|s| s.action == wanted).map(|s| s.id).collect();
+            if !ids.is_empty() {
+                self.forget_customers(&mut tx, &ids, delete, now).await?;
+            }
+        }
+        self.commit(tx, run_id, steps, now).await
+    }
+
+    async fn forget_customers(
+        &self,
+        tx: &mut Tx<'_>,
+        ids: &[u64],
+        delete: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let list = id_list(ids.iter().copied());
+        let (users, usermeta, comments) = (tx.t("users"), tx.t("usermeta"), tx.t("comments"));
+        let review = review_sets("c");
+        tx.run(
+            "anonymising the customers' reviews",
+            format!("UPDATE {comments} c SET {review} WHERE c.user_id IN ({list}) AND c.comment_type <> 'order_note'"),
+            vec![],
+        )
+        .await?;
+        tx.run(
+            "anonymising reviews under the customers' emails",
+            format!(
+                "UPDATE {comments} c JOIN {users} u ON c.comment_author_email = u.user_email SET {review} \
+                 WHERE u.ID IN ({list}) AND u.user_email <> '' AND c.comment_type <> 'order_note'"
+            ),
+            vec![],
+        )
+        .await?;
+        let unlink = if delete { ", user_id = NULL" } else { "" };
+        tx.run(
+            "anonymising the customers' analytics rows",
+            format!(
+                "UPDATE {} SET username = CONCAT('{login}', user_id), first_name = {}, last_name = {}, email = {}, \
+                 postcode = {}, city = {}, state = '', country = ''{unlink} WHERE user_id IN ({list})",
+                tx.t("wc_customer_lookup"),
+                text_sql("first_name"),
+                text_sql("last_name"),
+                email_sql("email"),
+                text_sql("postcode"),
+                text_sql("city"),
+                login = anonymise::LOGIN_PREFIX,
+            ),
+            vec![],
+        )
+        .await?;
+        tx.run(
+            "deleting the customers' sessions",
+            format!(
+                "DELETE FROM {} WHERE session_key IN ({})",
+                tx.t("woocommerce_sessions"),
+                id_text_list(ids.iter().copied())
+            ),
+            vec![],
+        )
+        .await?;
+        let tokens = tx.t("woocommerce_payment_tokens");
+        tx.run(
+            "deleting the customers' payment token details",
+            format!(
+                "DELETE m FROM {} m JOIN {tokens} t ON t.token_id = m.payment_token_id WHERE t.user_id IN ({list})",
+                tx.t("woocommerce_payment_tokenmeta")
+            ),
+            vec![],
+        )
+        .await?;
+        tx.run(
+            "deleting the customers' payment tokens",
+            format!("DELETE FROM {tokens} WHERE user_id IN ({list})"),
+            vec![],
+        )
+        .await?;
+        if delete {
+            tx.run(
+                "deleting the customers' profile meta",
+                format!("DELETE FROM {usermeta} WHERE user_id IN ({list})"),
+                vec![],
+            )
+            .await?;
+            tx.run(
+                "deleting the customers",
+                format!("DELETE FROM {users} WHERE ID IN ({list})"),
+                vec![],
+            )
+            .await?;
+            return Ok(());
+        }
+        let extra = placeholders(self.extra_user_meta.len());
+        let extra_clause = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" OR meta_key IN ({extra})")
+        };
+        tx.run(
+            "deleting the customers' personal meta",
+            format!(
+                "DELETE FROM {usermeta} WHERE user_id IN ({list}) AND (meta_key IN ('session_tokens', \
+                 'community-events-location', '_woocommerce_tracks_anon_id', 'wc_last_active') \
+                 OR meta_key LIKE 'billing\\_%' OR meta_key LIKE 'shipping\\_%' \
+                 OR meta_key LIKE '\\_woocommerce\\_persistent\\_cart%'{extra_clause})"
+            ),
+            self.extra_user_meta.iter().map(|k| Value::from(k.as_str())).collect(),
+        )
+        .await?;
+        tx.run(
+            "emptying the customers' names",
+            format!(
+                "UPDATE {usermeta} SET meta_value = CASE meta_key WHEN 'nickname' THEN CONCAT('{login}', user_id) \
+                 ELSE '' END WHERE user_id IN ({list}) AND meta_key IN ('first_name', 'last_name', 'nickname', 'description')",
+                login = anonymise::LOGIN_PREFIX
+            ),
+            vec![],
+        )
+        .await?;
+        tx.run(
+            "marking the customers anonymised",
+            format!(
+                "INSERT INTO {usermeta} (user_id, meta_key, meta_value) SELECT u.ID, '{USER_MARKER}', ? FROM {users} u \
+                 WHERE u.ID IN ({list}) AND NOT EXISTS (SELECT 1 FROM {usermeta} m WHERE m.user_id = u.ID AND m.meta_key = '{USER_MARKER}')"
+            ),
+            vec![now.timestamp().to_string().into()],
+        )
+        .await?;
+        tx.run(
+            "anonymising the customers' accounts",
+            format!(
+                "UPDATE {users} SET user_login = CONCAT('{login}', ID), user_nicename = CONCAT('{login}', ID), \
+                 user_email = CONCAT('{login}', ID, '{domain}'), user_url = '', display_name = '{text}', \
+                 user_pass = SHA2(CONCAT(?, ID), 256), user_activation_key = '' WHERE ID IN ({list})",
+                login = anonymise::LOGIN_PREFIX,
+                domain = anonymise::LOGIN_DOMAIN,
+                text = anonymise::TEXT,
+            ),
+            vec![anonymise::random_token().into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// One batch of order steps (order ids ascending), atomically with its audit rows.
+    pub async fn orders(
+        &self,
+        conn: &mut Conn,
+        run_id: u64,
+        steps: &[Step],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin(conn).await?;
+        for (action, subject) in ORDER_GROUPS {
+            let ids: Vec<u64> = steps
+                .iter()
+                .filter(|s| s.action == action && s.rule.forgets_subject() == subject)
+                .map(|s| s.id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let scrub = |contact, billing, shipping, marker| Scrub {
+                contact,
+                billing,
+                shipping,
+                subject,
+                marker,
+            };
+            match action {
+                Action::DeleteOrder => self.delete_orders(&mut tx, &ids).await?,
+                Action::TrashOrder => self.trash_orders(&mut tx, &ids, now).await?,
+                Action::AnonymiseOrder => {
+                    let s = scrub(true, true, true, Some(("_anonymized", Marker::Yes)));
+                    self.scrub_orders(&mut tx, &ids, s, now).await?
+                }
+                Action::MinimiseOrder => {
+                    let s = scrub(true, false, !self.keep_shipping, Some((ORDER_MARKER, Marker::Now)));
+                    self.scrub_orders(&mut tx, &ids, s, now).await?
+                }
+                Action::StripOrderIp => {
+                    self.scrub_orders(&mut tx, &ids, scrub(false, false, false, None), now)
+                        .await?
+                }
+                _ => {}
+            }
+        }
+        self.commit(tx, run_id, steps, now).await
+    }
+
+    /// The orders and their refunds, which follow their parent.
+    async fn with_refunds(&self, tx: &mut Tx<'_>, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
+        let list = id_list(ids.iter().copied());
+        let mut all: BTreeSet<u64> = ids.iter().copied().collect();
+        if self.layout.hpos {
+            let sql = format!(
+                "SELECT id FROM {} WHERE parent_order_id IN ({list}) AND type = 'shop_order_refund'",
+                tx.t("wc_orders")
+            );
+            all.extend(tx.ids("finding refunds", sql).await?);
+        }
+        let sql = format!(
+            "SELECT ID FROM {} WHERE post_parent IN ({list}) AND post_type = 'shop_order_refund'",
+            tx.t("posts")
+        );
+        all.extend(tx.ids("finding refunds", sql).await?);
+        Ok(all.into_iter().collect())
+    }
+
+    async fn scrub_orders(&self, tx: &mut Tx<'_>, ids: &[u64], s: Scrub, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let all = self.with_refunds(tx, ids).await?;
+        let parents = id_list(ids.iter().copied());
+        let list = id_list(all.iter().copied());
+        let utc = now.naive_utc();
+        let local = self.zone.wall_clock(now).unwrap_or(utc);
+        if s.subject {
+            self.forget_order_subjects(tx, &parents).await?;
+        }
+        if s.contact {
+            self.replace_notes(tx, ids, &list, now).await?;
+            let permissions = tx.t("woocommerce_downloadable_product_permissions");
+            tx.run(
+                "anonymising download logs",
+                format!(
+                    "UPDATE {} l JOIN {permissions} p ON p.permission_id = l.permission_id \
+                     SET l.user_ip_address = {}, l.user_id = 0 WHERE p.order_id IN ({list})",
+                    tx.t("wc_download_log"),
+                    ip_sql("l.user_ip_address")
+                ),
+                vec![],
+            )
+            .await?;
+            tx.run(
+                "anonymising download permissions",
+                format!(
+                    "UPDATE {permissions} SET user_email = {}, user_id = 0 WHERE order_id IN ({list})",
+                    email_sql("user_email")
+                ),
+                vec![],
+            )
+            .await?;
+        }
+        let meta_keys = self.order_meta_keys(s);
+        let address_changes = self.address_changes(s);
+
+        if self.layout.hpos {
+            let mut sets = vec![
+                format!("ip_address = {}", ip_sql("ip_address")),
+                format!("user_agent = {}", text_sql("user_agent")),
+                "date_updated_gmt = ?".to_owned(),
+            ];
+            if s.contact {
+                sets.push(format!("billing_email = {}", email_sql("billing_email")));
+                sets.push(format!("customer_note = {}", text_sql("customer_note")));
+                sets.push("customer_id = 0".to_owned());
+            }
+            tx.run(
+                "anonymising orders (HPOS)",
+                format!(
+                    "UPDATE {} SET {} WHERE id IN ({list})",
+                    tx.t("wc_orders"),
+                    sets.join(", ")
+                ),
+                vec![utc.into()],
+            )
+            .await?;
+            for (kind, fields) in &address_changes {
+                let sets: Vec<String> = fields
+                    .iter()
+                    .map(|f| format!("{f} = {}", address_field_sql(f, f)))
+                    .collect();
+                tx.run(
+                    "anonymising order addresses (HPOS)",
+                    format!(
+                        "UPDATE {} SET {} WHERE order_id IN ({list}) AND address_type = '{kind}'",
+                        tx.t("wc_order_addresses"),
+                        sets.join(", ")
+                    ),
+                    vec![],
+                )
+                .await?;
+            }
+            tx.run(
+                "anonymising order meta (HPOS)",
+                format!(
+                    "UPDATE {} SET meta_value = {} WHERE order_id IN ({list}) AND meta_key IN ({}) \
+                     AND meta_value IS NOT NULL AND meta_value <> ''",
+                    tx.t("wc_orders_meta"),
+                    meta_value_sql(),
+                    placeholders(meta_keys.len())
+                ),
+                meta_keys.iter().map(|k| Value::from(k.as_str())).collect(),
+            )
+            .await?;
+            for (kind, _) in &address_changes {
+                let joined: Vec<String> = address_fields(kind).map(|f| format!("COALESCE(a.{f}, '')")).collect();
+                tx.run(
+                    "rebuilding address indexes (HPOS)",
+                    format!(
+                        "UPDATE {} m JOIN {} a ON a.order_id = m.order_id AND a.address_type = '{kind}' \
+                         SET m.meta_value = CONCAT_WS(' ', {}) WHERE m.order_id IN ({parents}) AND m.meta_key = '_{kind}_address_index'",
+                        tx.t("wc_orders_meta"),
+                        tx.t("wc_order_addresses"),
+                        joined.join(", ")
+                    ),
+                    vec![],
+                )
+                .await?;
+            }
+            if let Some((key, value)) = s.marker {
+                let meta = tx.t("wc_orders_meta");
+                tx.run(
+                    "marking orders (HPOS)",
+                    format!(
+                        "INSERT INTO {meta} (order_id, meta_key, meta_value) SELECT o.id, ?, ? FROM {} o \
+                         WHERE o.id IN ({parents}) AND NOT EXISTS (SELECT 1 FROM {meta} m WHERE m.order_id = o.id AND m.meta_key = ?)",
+                        tx.t("wc_orders")
+                    ),
+                    vec![key.into(), marker_value(value, now).into(), key.into()],
+                )
+                .await?;
+            }
+        }
+
+        // Posts storage: the order posts and their meta. Placeholders hold no data.
+        let posts = tx.t("posts");
+        let postmeta = tx.t("postmeta");
+        let excerpt = if s.contact {
+            format!(", post_excerpt = {}", text_sql("post_excerpt"))
+        } else {
+            String::new()
+        };
+        tx.run(
+            "anonymising orders (posts)",
+            format!(
+                "UPDATE {posts} SET post_modified = ?, post_modified_gmt = ?{excerpt} \
+                 WHERE ID IN ({list}) AND post_type IN ('shop_order', 'shop_order_refund')"
+            ),
+            vec![local.into(), utc.into()],
+        )
+        .await?;
+        let mut keys: Vec<String> = meta_keys.clone();
+        let mut emptied: Vec<String> = Vec::new();
+        for (kind, fields) in &address_changes {
+            for f in fields {
+                let key = format!("_{kind}_{f}");
+                if matches!(*f, "state" | "country") {
+                    // WooCommerce keeps no postmeta row for an empty field.
+                    emptied.push(key);
+                } else {
+                    keys.push(key);
+                }
+            }
+        }
+        if s.contact {
+            keys.push("_customer_user".to_owned());
+        }
+        let value = meta_value_sql();
+        tx.run(
+            "anonymising order meta (posts)",
+            format!(
+                "UPDATE {postmeta} SET meta_value = {value} WHERE post_id IN ({list}) AND meta_key IN ({}) \
+                 AND meta_value IS NOT NULL AND meta_value <> ''",
+                placeholders(keys.len())
+            ),
+            keys.iter().map(|k| Value::from(k.as_str())).collect(),
+        )
+        .await?;
+        if !emptied.is_empty() {
+            tx.run(
+                "emptying order countries and states (posts)",
+                format!(
+                    "DELETE FROM {postmeta} WHERE post_id IN ({list}) AND meta_key IN ({})",
+                    placeholders(emptied.len())
+                ),
+                emptied.iter().map(|k| Value::from(k.as_str())).collect(),
+            )
+            .await?;
+        }
+        for (kind, _) in &address_changes {
+            let joined: Vec<String> = address_fields(kind)
+                .map(|f| format!("MAX(IF(meta_key = '_{kind}_{f}', meta_value, ''))"))
+                .collect();
+            let sources: Vec<String> = address_fields(kind).map(|f| format!("'_{kind}_{f}'")).collect();
+            tx.run(
+                "rebuilding address indexes (posts)",
+                format!(
+                    "UPDATE {postmeta} idx JOIN (SELECT post_id, CONCAT_WS(' ', {}) AS v FROM {postmeta} \
+                     WHERE post_id IN ({parents}) AND meta_key IN ({}) GROUP BY post_id) src ON src.post_id = idx.post_id \
+                     SET idx.meta_value = src.v WHERE idx.post_id IN ({parents}) AND idx.meta_key = '_{kind}_address_index'",
+                    joined.join(", "),
+                    sources.join(", ")
+                ),
+                vec![],
+            )
+            .await?;
+        }
+        if let Some((key, value)) = s.marker {
+            tx.run(
+                "marking orders (posts)",
+                format!(
+                    "INSERT INTO {postmeta} (post_id, meta_key, meta_value) SELECT p.ID, ?, ? FROM {posts} p \
+                     WHERE p.ID IN ({parents}) AND p.post_type = 'shop_order' \
+                     AND NOT EXISTS (SELECT 1 FROM {postmeta} m WHERE m.post_id = p.ID AND m.meta_key = ?)"
+                ),
+                vec![key.into(), marker_value(value, now).into(), key.into()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Meta keys whose values a scrub replaces with `[deleted]` (or the IP/email value).
+    fn order_meta_keys(&self, s: Scrub) -> Vec<String> {
+        let mut keys: Vec<String> = [
+            "_customer_ip_address",
+            "_customer_user_agent",
+            "_wc_order_attribution_user_agent",
+        ]
+        .map(String::from)
+        .to_vec();
+        if s.contact {
+            keys.push("_refund_reason".to_owned());
+            keys.extend(self.extra_order_meta.iter().cloned());
+        }
+        keys
+    }
+
+    /// Address fields a scrub changes, per address kind.
+    fn address_changes(&self, s: Scrub) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut changes = Vec::new();
+        if s.contact || s.billing {
+            let fields = address_fields("billing")
+                .filter(|f| s.billing || !anonymise::kept_on_invoice(f))
+                .collect();
+            changes.push(("billing", fields));
+        }
+        if s.shipping {
+            changes.push(("shipping", address_fields("shipping").collect()));
+        }
+        changes
+    }
+
+    /// Reviews under the orders' billing emails and the guest analytics rows of those
+    /// emails, read from the authoritative storage before the emails are replaced.
+    async fn forget_order_subjects(&self, tx: &mut Tx<'_>, parents: &str) -> Result<(), StoreError> {
+        let (source, email) = if self.layout.read_hpos {
+            (
+                format!("{} o", tx.t("wc_orders")),
+                format!("o.billing_email AND o.id IN ({parents})"),
+            )
+        } else {
+            (
+                format!("{} o", tx.t("postmeta")),
+                format!("o.meta_value AND o.meta_key = '_billing_email' AND o.post_id IN ({parents})"),
+            )
+        };
+        let review = review_sets("c");
+        tx.run(
+            "anonymising reviews under the orders' emails",
+            format!(
+                "UPDATE {} c JOIN {source} ON c.comment_author_email = {email} SET {review} \
+                 WHERE c.comment_author_email NOT IN ('', '{}') AND c.comment_type <> 'order_note'",
+                tx.t("comments"),
+                anonymise::EMAIL
+            ),
+            vec![],
+        )
+        .await?;
+        tx.run(
+            "anonymising the guests' analytics rows",
+            format!(
+                "UPDATE {} l JOIN {source} ON l.email = {email} SET l.username = '', l.first_name = {}, \
+                 l.last_name = {}, l.email = '{}', l.postcode = {}, l.city = {}, l.state = '', l.country = '' \
+                 WHERE l.user_id IS NULL AND l.email <> '{}'",
+                tx.t("wc_customer_lookup"),
+                text_sql("l.first_name"),
+                text_sql("l.last_name"),
+                anonymise::EMAIL,
+                text_sql("l.postcode"),
+                text_sql("l.city"),
+                anonymise::EMAIL
+            ),
+            vec![],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Order notes quote names, emails and phones: all go, and one note without personal
+    /// data says why, as WooCommerce's own eraser does.
+    async fn replace_notes(
+        &self,
+        tx: &mut Tx<'_>,
+        parents: &[u64],
+        all: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let comments = tx.t("comments");
+        self.delete_notes(tx, all).await?;
+        let utc = now.naive_utc();
+        let local = self.zone.wall_clock(now).unwrap_or(utc);
+        let rows =
+            vec!["(?, 'WooCommerce', '', '', '', ?, ?, ?, 0, '1', 'wc-retention', 'order_note', 0, 0)"; parents.len()];
+        let params: Vec<Value> = parents
+            .iter()
+            .flat_map(|id| {
+                [
+                    Value::from(*id),
+                    local.into(),
+                    utc.into(),
+                    Value::from(anonymise::ORDER_NOTE),
+                ]
+            })
+            .collect();
+        tx.run(
+            "adding the \"Personal data removed.\" notes",
+            format!(
+                "INSERT INTO {comments} (comment_post_ID, comment_author, comment_author_email, comment_author_url, \
+                 comment_author_IP, comment_date, comment_date_gmt, comment_content, comment_karma, comment_approved, \
+                 comment_agent, comment_type, comment_parent, user_id) VALUES {}",
+                rows.join(", ")
+            ),
+            params,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_notes(&self, tx: &mut Tx<'_>, all: &str) -> Result<(), StoreError> {
+        let comments = tx.t("comments");
+        tx.run(
+            "deleting order note meta",
+            format!(
+                "DELETE cm FROM {} cm JOIN {comments} c ON c.comment_ID = cm.comment_id \
+                 WHERE c.comment_post_ID IN ({all}) AND c.comment_type = 'order_note'",
+                tx.t("commentmeta")
+            ),
+            vec![],
+        )
+        .await?;
+        tx.run(
+            "deleting order notes",
+            format!("DELETE FROM {comments} WHERE comment_post_ID IN ({all}) AND comment_type = 'order_note'"),
+            vec![],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn trash_orders(&self, tx: &mut Tx<'_>, ids: &[u64], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let list = id_list(ids.iter().copied());
+        let utc = now.naive_utc();
+        let local = self.zone.wall_clock(now).unwrap_or(utc);
+        let ts = now.timestamp().to_string();
+        if self.layout.hpos {
+            let (orders, meta) = (tx.t("wc_orders"), tx.t("wc_orders_meta"));
+            tx.run(
+                "remembering the statuses of trashed orders (HPOS)",
+                format!(
+                    "INSERT INTO {meta} (order_id, meta_key, meta_value) SELECT id, '_wp_trash_meta_status', status \
+                     FROM {orders} WHERE id IN ({list}) AND status <> 'trash' \
+                     UNION ALL SELECT id, '_wp_trash_meta_time', ? FROM {orders} WHERE id IN ({list}) AND status <> 'trash'"
+                ),
+                vec![ts.as_str().into()],
+            )
+            .await?;
+            tx.run(
+                "trashing orders (HPOS)",
+                format!("UPDATE {orders} SET status = 'trash', date_updated_gmt = ? WHERE id IN ({list})"),
+                vec![utc.into()],
+            )
+            .await?;
+        }
+        let (posts, postmeta) = (tx.t("posts"), tx.t("postmeta"));
+        tx.run(
+            "remembering the statuses of trashed orders (posts)",
+            format!(
+                "INSERT INTO {postmeta} (post_id, meta_key, meta_value) SELECT ID, '_wp_trash_meta_status', post_status \
+                 FROM {posts} WHERE ID IN ({list}) AND post_type = 'shop_order' AND post_status <> 'trash' \
+                 UNION ALL SELECT ID, '_wp_trash_meta_time', ? FROM {posts} WHERE ID IN ({list}) \
+                 AND post_type = 'shop_order' AND post_status <> 'trash'"
+            ),
+            vec![ts.as_str().into()],
+        )
+        .await?;
+        tx.run(
+            "trashing orders (posts)",
+            format!(
+                "UPDATE {posts} SET post_status = 'trash', post_modified = ?, post_modified_gmt = ? \
+                 WHERE ID IN ({list}) AND post_type = 'shop_order'"
+            ),
+            vec![local.into(), utc.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_orders(&self, tx: &mut Tx<'_>, ids: &[u64]) -> Result<(), StoreError> {
+        let all = self.with_refunds(tx, ids).await?;
+        let list = id_list(all.iter().copied());
+        self.delete_notes(tx, &list).await?;
+        let items = tx.t("woocommerce_order_items");
+        let permissions = tx.t("woocommerce_downloadable_product_permissions");
+        let mut statements = vec![
+            (
+                "deleting order item meta",
+                format!(
+                    "DELETE im FROM {} im JOIN {items} i ON i.order_item_id = im.order_item_id WHERE i.order_id IN ({list})",
+                    tx.t("woocommerce_order_itemmeta")
+                ),
+            ),
+            ("deleting order items", format!("DELETE FROM {items} WHERE order_id IN ({list})")),
+            (
+                "deleting download logs",
+                format!(
+                    "DELETE l FROM {} l JOIN {permissions} p ON p.permission_id = l.permission_id WHERE p.order_id IN ({list})",
+                    tx.t("wc_download_log")
+                ),
+            ),
+            (
+                "deleting download permissions",
+                format!("DELETE FROM {permissions} WHERE order_id IN ({list})"),
+            ),
+            (
+                "deleting order analytics",
+                format!("DELETE FROM {} WHERE order_id IN ({list})", tx.t("wc_order_stats")),
+            ),
+            (
+                "deleting order product analytics",
+                format!("DELETE FROM {} WHERE order_id IN ({list})", tx.t("wc_order_product_lookup")),
+            ),
+        ];
+        if self.layout.hpos {
+            for table in ["wc_orders_meta", "wc_order_addresses", "wc_order_operational_data"] {
+                statements.push((
+                    "deleting orders (HPOS)",
+                    format!("DELETE FROM {} WHERE order_id IN ({list})", tx.t(table)),
+                ));
+            }
+            statements.push((
+                "deleting orders (HPOS)",
+                format!("DELETE FROM {} WHERE id IN ({list})", tx.t("wc_orders")),
+            ));
+        }
+        statements.push((
+            "deleting orders (posts)",
+            format!("DELETE FROM {} WHERE post_id IN ({list})", tx.t("postmeta")),
+        ));
+        statements.push((
+            "deleting orders (posts)",
+            format!(
+                "DELETE FROM {} WHERE ID IN ({list}) AND post_type IN ('shop_order', 'shop_order_refund', 'shop_order_placehold')",
+                tx.t("posts")
+            ),
+        ));
+        for (what, sql) in statements {
+            tx.run(what, sql, vec![]).await?;
+        }
+        Ok(())
+    }
+
+    /// One batch of expired sessions.
+    pub async fn sessions(
+        &self,
+        conn: &mut Conn,
+        run_id: u64,
+        steps: &[Step],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin(conn).await?;
+        let list = id_list(steps.iter().map(|s| s.id));
+        tx.run(
+            "deleting expired sessions",
+            format!(
+                "DELETE FROM {} WHERE session_id IN ({list}) AND session_expiry < ?",
+                tx.t("woocommerce_sessions")
+            ),
+            vec![now.timestamp().into()],
+        )
+        .await?;
+        self.commit(tx, run_id, steps, now).await
+    }
+
+    /// One batch of download log entries.
+    pub async fn downloads(
+        &self,
+        conn: &mut Conn,
+        run_id: u64,
+        steps: &[Step],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin(conn).await?;
+        let list = id_list(steps.iter().map(|s| s.id));
+        tx.run(
+            "removing download log IP addresses",
+            format!(
+                "UPDATE {} SET user_ip_address = {} WHERE download_log_id IN ({list})",
+                tx.t("wc_download_log"),
+                ip_sql("user_ip_address")
+            ),
+            vec![],
+        )
+        .await?;
+        self.commit(tx, run_id, steps, now).await
+    }
+}
+
+/// The SET list that anonymises a comment's author (reviews and other comments; the text
+/// itself is the author's content and stays).
+fn review_sets(c: &str) -> String {
+    format!(
+        "{c}.comment_author = '{text}', {c}.comment_author_email = {email}, {c}.comment_author_url = '', \
+         {c}.comment_author_IP = {ip}, {c}.comment_agent = {agent}, {c}.user_id = 0",
+        text = anonymise::TEXT,
+        email = email_sql(&format!("{c}.comment_author_email")),
+        ip = ip_sql(&format!("{c}.comment_author_IP")),
+        agent = text_sql(&format!("{c}.comment_agent")),
+    )
+}
+
+/// The anonymised value of an order meta row, the same in both meta tables: emails and
+/// phones keep their kind (a shop's own `delivery_contact_phone` too), the rest is text.
+fn meta_value_sql() -> String {
+    format!(
+        "CASE WHEN meta_key LIKE '%\\_email' THEN '{email}' WHEN meta_key LIKE '%\\_phone' THEN {phone} \
+         WHEN meta_key = '_customer_ip_address' THEN '{ip}' WHEN meta_key = '_customer_user' THEN '0' ELSE '{text}' END",
+        email = anonymise::EMAIL,
+        phone = phone_sql("meta_value"),
+        ip = anonymise::IP,
+        text = anonymise::TEXT,
+    )
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn marker_value(m: Marker, now: DateTime<Utc>) -> String {
+    match m {
+        Marker::Yes => "yes".to_owned(),
+        Marker::Now => now.timestamp().to_string(),
+    }
+}

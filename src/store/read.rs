@@ -1,0 +1,472 @@
+//! Reading the facts the policy decides on, in keyset-paginated chunks so memory stays flat
+//! whatever the store's size. Personal values read here (emails) go to the policy only;
+//! they are never logged.
+
+use std::collections::{HashMap, HashSet};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row, Value};
+
+use super::values::{bytes_of, email_of, i64_of, id_list, id_text_list, text_of, time_of, u64_of, unix_of};
+use super::{Layout, Store, StoreError};
+use crate::anonymise;
+use crate::policy::{
+    Account, CustomerFacts, DownloadFacts, GuestFacts, OrderActivity, OrderFacts, Processed, SessionFacts,
+};
+
+/// Rows per read chunk.
+pub const CHUNK: usize = 2000;
+
+/// The service's marker on an anonymised account (usermeta; value: unix time).
+pub const USER_MARKER: &str = "_wc_retention_anonymised";
+/// The service's marker on a minimised order (order meta; value: unix time). A fully
+/// anonymised order carries WooCommerce's own `_anonymized = yes`.
+pub const ORDER_MARKER: &str = "_wc_retention_minimised";
+
+fn values(row: Row) -> Vec<Value> {
+    row.unwrap()
+}
+
+/// Reads facts for one store with one connection.
+pub struct Reader<'a> {
+    pub store: &'a Store,
+    pub layout: Layout,
+    pub conn: &'a mut Conn,
+}
+
+impl Reader<'_> {
+    async fn rows(&mut self, what: &str, sql: String, params: Vec<Value>) -> Result<Vec<Vec<Value>>, StoreError> {
+        let rows: Vec<Row> = self
+            .conn
+            .exec(sql, params)
+            .await
+            .map_err(StoreError::sql(format!("reading {what}"), self.store))?;
+        Ok(rows.into_iter().map(values).collect())
+    }
+
+    /// Every user, in user-id order, a chunk at a time.
+    pub async fn customers(&mut self, mut each: impl FnMut(&CustomerFacts)) -> Result<(), StoreError> {
+        let s = self.store;
+        let caps_key = format!("{}capabilities", s.prefix());
+        let mut after = 0u64;
+        loop {
+            let users = self
+                .rows(
+                    "users",
+                    format!(
+                        "SELECT ID, user_email, user_registered FROM {} WHERE ID > ? ORDER BY ID LIMIT {CHUNK}",
+                        s.table("users")
+                    ),
+                    vec![after.into()],
+                )
+                .await?;
+            let Some(last) = users.last().and_then(|r| u64_of(&r[0])) else {
+                return Ok(());
+            };
+            after = last;
+            let mut facts: Vec<CustomerFacts> = users
+                .iter()
+                .filter_map(|r| {
+                    Some(CustomerFacts {
+                        user_id: u64_of(&r[0])?,
+                        email: email_of(&r[1]),
+                        registered: time_of(&r[2]),
+                        ..CustomerFacts::default()
+                    })
+                })
+                .collect();
+            let ids = id_list(facts.iter().map(|f| f.user_id));
+            let index: HashMap<u64, usize> = facts.iter().enumerate().map(|(i, f)| (f.user_id, i)).collect();
+
+            let meta = self
+                .rows(
+                    "user meta",
+                    format!(
+                        "SELECT user_id, meta_key, meta_value FROM {} WHERE user_id IN ({ids}) \
+                         AND meta_key IN (?, 'wc_last_active', 'last_update', 'session_tokens', '{USER_MARKER}')",
+                        s.table("usermeta")
+                    ),
+                    vec![caps_key.as_str().into()],
+                )
+                .await?;
+            for r in &meta {
+                let Some(f) = u64_of(&r[0]).and_then(|id| index.get(&id)).map(|i| &mut facts[*i]) else {
+                    continue;
+                };
+                match text_of(&r[1]).as_str() {
+                    "wc_last_active" => f.wc_last_active = unix_of(&r[2]),
+                    "last_update" => f.last_update = unix_of(&r[2]),
+                    "session_tokens" => f.session_tokens = bytes_of(&r[2]),
+                    USER_MARKER => f.anonymised = true,
+                    _ => f.capabilities = bytes_of(&r[2]),
+                }
+            }
+
+            let sessions = self
+                .rows(
+                    "sessions",
+                    format!(
+                        "SELECT session_key, session_expiry FROM {} WHERE session_key IN ({})",
+                        s.table("woocommerce_sessions"),
+                        id_text_list(facts.iter().map(|f| f.user_id))
+                    ),
+                    vec![],
+                )
+                .await?;
+            for r in &sessions {
+                if let Some(f) = u64_of(&r[0]).and_then(|id| index.get(&id)).map(|i| &mut facts[*i]) {
+                    f.session_expiry = unix_of(&r[1]);
+                }
+            }
+
+            let activity = self.account_activity(&ids, facts.iter().map(|f| f.user_id)).await?;
+            for r in activity {
+                if let Some(f) = u64_of(&r[0]).and_then(|id| index.get(&id)).map(|i| &mut facts[*i]) {
+                    f.orders = activity_of(&r[1..]);
+                }
+            }
+            for f in &facts {
+                each(f);
+            }
+        }
+    }
+
+    /// Per account in the chunk: newest order, open orders, newest pending order.
+    async fn account_activity(
+        &mut self,
+        ids: &str,
+        id_iter: impl Iterator<Item = u64>,
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
+        let s = self.store;
+        let sql = if self.layout.read_hpos {
+            format!(
+                "SELECT customer_id, {} FROM {} WHERE type = 'shop_order' AND customer_id IN ({ids}) GROUP BY customer_id",
+                activity_columns("status", "date_created_gmt"),
+                s.table("wc_orders")
+            )
+        } else {
+            // wp_postmeta has no index on values: this scans the `_customer_user` rows.
+            format!(
+                "SELECT c.meta_value, {} FROM {} c JOIN {} p ON p.ID = c.post_id \
+                 WHERE c.meta_key = '_customer_user' AND c.meta_value IN ({}) AND p.post_type = 'shop_order' \
+                 GROUP BY c.meta_value",
+                activity_columns("p.post_status", "p.post_date_gmt"),
+                s.table("postmeta"),
+                s.table("posts"),
+                id_text_list(id_iter)
+            )
+        };
+        self.rows("account orders", sql, vec![]).await
+    }
+
+    /// Every guest email (orders without an account), streamed.
+    pub async fn guests(&mut self, mut each: impl FnMut(&GuestFacts)) -> Result<(), StoreError> {
+        let s = self.store;
+        let inner = if self.layout.read_hpos {
+            format!(
+                "SELECT LOWER(TRIM(billing_email)) AS email, {} FROM {} \
+                 WHERE type = 'shop_order' AND (customer_id = 0 OR customer_id IS NULL) \
+                 AND billing_email IS NOT NULL AND TRIM(billing_email) NOT IN ('', '{email}') GROUP BY 1",
+                activity_columns("status", "date_created_gmt"),
+                s.table("wc_orders"),
+                email = anonymise::EMAIL,
+            )
+        } else {
+            format!(
+                "SELECT LOWER(TRIM(e.meta_value)) AS email, {} FROM {posts} p \
+                 JOIN {postmeta} c ON c.post_id = p.ID AND c.meta_key = '_customer_user' \
+                 JOIN {postmeta} e ON e.post_id = p.ID AND e.meta_key = '_billing_email' \
+                 WHERE p.post_type = 'shop_order' AND c.meta_value IN ('0', '') \
+                 AND TRIM(e.meta_value) NOT IN ('', '{email}') GROUP BY 1",
+                activity_columns("p.post_status", "p.post_date_gmt"),
+                posts = s.table("posts"),
+                postmeta = s.table("postmeta"),
+                email = anonymise::EMAIL,
+            )
+        };
+        let sql = format!(
+            "SELECT g.*, EXISTS(SELECT 1 FROM {} u WHERE u.user_email = g.email) FROM ({inner}) g",
+            s.table("users")
+        );
+        let context = StoreError::sql("reading guest orders", s);
+        let mut result = self.conn.exec_iter(sql, ()).await.map_err(context)?;
+        let context = StoreError::sql("reading guest orders", s);
+        result
+            .for_each(|row| {
+                let r = values(row);
+                each(&GuestFacts {
+                    email: email_of(&r[0]),
+                    orders: activity_of(&r[1..4]),
+                    has_account: i64_of(&r[4]) == Some(1),
+                });
+            })
+            .await
+            .map_err(context)
+    }
+
+    /// Every order (`shop_order`), in order-id order, a chunk at a time.
+    pub async fn orders(&mut self, mut each: impl FnMut(&OrderFacts)) -> Result<(), StoreError> {
+        let mut after = 0u64;
+        loop {
+            let mut chunk = if self.layout.read_hpos {
+                self.hpos_orders(after).await?
+            } else {
+                self.posts_orders(after).await?
+            };
+            let Some(last) = chunk.last().map(|o| o.id) else {
+                return Ok(());
+            };
+            after = last;
+            self.resolve_accounts(&mut chunk).await?;
+            for o in &chunk {
+                each(o);
+            }
+        }
+    }
+
+    async fn hpos_orders(&mut self, after: u64) -> Result<Vec<OrderFacts>, StoreError> {
+        let s = self.store;
+        let meta = s.table("wc_orders_meta");
+        let rows = self
+            .rows(
+                "orders",
+                format!(
+                    "SELECT o.id, o.status, o.customer_id, o.billing_email, o.date_created_gmt, \
+                     d.date_paid_gmt, d.date_completed_gmt, o.ip_address, o.user_agent, \
+                     EXISTS(SELECT 1 FROM {meta} m WHERE m.order_id = o.id AND m.meta_key = '_anonymized' AND m.meta_value = 'yes'), \
+                     EXISTS(SELECT 1 FROM {meta} m WHERE m.order_id = o.id AND m.meta_key = '{ORDER_MARKER}') \
+                     FROM {} o LEFT JOIN {} d ON d.order_id = o.id \
+                     WHERE o.type = 'shop_order' AND o.id > ? ORDER BY o.id LIMIT {CHUNK}",
+                    s.table("wc_orders"),
+                    s.table("wc_order_operational_data"),
+                ),
+                vec![after.into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let email = email_of(&r[3]);
+                Some(OrderFacts {
+                    id: u64_of(&r[0])?,
+                    status: text_of(&r[1]),
+                    customer_id: u64_of(&r[2]).unwrap_or(0),
+                    contact_present: is_contact(&email),
+                    email,
+                    created: time_of(&r[4]),
+                    paid: time_of(&r[5]),
+                    completed: time_of(&r[6]),
+                    ip_present: ip_present(&text_of(&r[7]), &text_of(&r[8])),
+                    processed: processed(i64_of(&r[9]) == Some(1), i64_of(&r[10]) == Some(1)),
+                    account: Account::Guest,
+                })
+            })
+            .collect())
+    }
+
+    async fn posts_orders(&mut self, after: u64) -> Result<Vec<OrderFacts>, StoreError> {
+        let s = self.store;
+        let posts = self
+            .rows(
+                "orders",
+                format!(
+                    "SELECT ID, post_status, post_date_gmt FROM {} WHERE post_type = 'shop_order' AND ID > ? \
+                     ORDER BY ID LIMIT {CHUNK}",
+                    s.table("posts")
+                ),
+                vec![after.into()],
+            )
+            .await?;
+        let mut facts: Vec<OrderFacts> = posts
+            .iter()
+            .filter_map(|r| {
+                Some(OrderFacts {
+                    id: u64_of(&r[0])?,
+                    status: text_of(&r[1]),
+                    created: time_of(&r[2]),
+                    ..OrderFacts::default()
+                })
+            })
+            .collect();
+        if facts.is_empty() {
+            return Ok(facts);
+        }
+        let index: HashMap<u64, usize> = facts.iter().enumerate().map(|(i, f)| (f.id, i)).collect();
+        let meta = self
+            .rows(
+                "order meta",
+                format!(
+                    "SELECT post_id, meta_key, meta_value FROM {} WHERE post_id IN ({}) AND meta_key IN \
+                     ('_customer_user', '_billing_email', '_date_paid', '_date_completed', '_customer_ip_address', \
+                     '_customer_user_agent', '_anonymized', '{ORDER_MARKER}')",
+                    s.table("postmeta"),
+                    id_list(facts.iter().map(|f| f.id))
+                ),
+                vec![],
+            )
+            .await?;
+        let mut ip: HashMap<u64, (String, String)> = HashMap::new();
+        let mut markers: HashMap<u64, (bool, bool)> = HashMap::new();
+        for r in &meta {
+            let Some(id) = u64_of(&r[0]) else { continue };
+            let Some(f) = index.get(&id).map(|i| &mut facts[*i]) else {
+                continue;
+            };
+            match text_of(&r[1]).as_str() {
+                "_customer_user" => f.customer_id = u64_of(&r[2]).unwrap_or(0),
+                "_billing_email" => f.email = email_of(&r[2]),
+                "_date_paid" => f.paid = unix_of(&r[2]),
+                "_date_completed" => f.completed = unix_of(&r[2]),
+                "_customer_ip_address" => ip.entry(id).or_default().0 = text_of(&r[2]),
+                "_customer_user_agent" => ip.entry(id).or_default().1 = text_of(&r[2]),
+                "_anonymized" => markers.entry(id).or_default().0 = text_of(&r[2]) == "yes",
+                _ => markers.entry(id).or_default().1 = true,
+            }
+        }
+        for f in &mut facts {
+            f.contact_present = is_contact(&f.email);
+            f.ip_present = ip.get(&f.id).is_some_and(|(a, u)| ip_present(a, u));
+            let (anonymized, minimised) = markers.get(&f.id).copied().unwrap_or_default();
+            f.processed = processed(anonymized, minimised);
+        }
+        Ok(facts)
+    }
+
+    /// Fills in whether each order's account exists and was anonymised.
+    async fn resolve_accounts(&mut self, chunk: &mut [OrderFacts]) -> Result<(), StoreError> {
+        let ids: HashSet<u64> = chunk.iter().map(|o| o.customer_id).filter(|id| *id > 0).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let s = self.store;
+        let rows = self
+            .rows(
+                "order accounts",
+                format!(
+                    "SELECT u.ID, EXISTS(SELECT 1 FROM {} m WHERE m.user_id = u.ID AND m.meta_key = '{USER_MARKER}') \
+                     FROM {} u WHERE u.ID IN ({})",
+                    s.table("usermeta"),
+                    s.table("users"),
+                    id_list(ids)
+                ),
+                vec![],
+            )
+            .await?;
+        let found: HashMap<u64, bool> = rows
+            .iter()
+            .filter_map(|r| Some((u64_of(&r[0])?, i64_of(&r[1]) == Some(1))))
+            .collect();
+        for o in chunk.iter_mut().filter(|o| o.customer_id > 0) {
+            o.account = match found.get(&o.customer_id) {
+                Some(anonymised) => Account::Present {
+                    anonymised: *anonymised,
+                },
+                None => Account::Missing,
+            };
+        }
+        Ok(())
+    }
+
+    /// Every WooCommerce session, in id order.
+    pub async fn sessions(&mut self, mut each: impl FnMut(&SessionFacts)) -> Result<(), StoreError> {
+        let table = self.store.table("woocommerce_sessions");
+        let mut after = 0u64;
+        loop {
+            let rows = self
+                .rows(
+                    "sessions",
+                    format!("SELECT session_id, session_expiry FROM {table} WHERE session_id > ? ORDER BY session_id LIMIT {CHUNK}"),
+                    vec![after.into()],
+                )
+                .await?;
+            let Some(last) = rows.last().and_then(|r| u64_of(&r[0])) else {
+                return Ok(());
+            };
+            after = last;
+            for r in &rows {
+                if let (Some(id), Some(expiry)) = (u64_of(&r[0]), i64_of(&r[1])) {
+                    each(&SessionFacts { id, expiry });
+                }
+            }
+        }
+    }
+
+    /// Every download log entry, in id order.
+    pub async fn downloads(&mut self, mut each: impl FnMut(&DownloadFacts)) -> Result<(), StoreError> {
+        let table = self.store.table("wc_download_log");
+        let mut after = 0u64;
+        loop {
+            let rows = self
+                .rows(
+                    "download log",
+                    format!(
+                        "SELECT download_log_id, timestamp, user_ip_address FROM {table} \
+                         WHERE download_log_id > ? ORDER BY download_log_id LIMIT {CHUNK}"
+                    ),
+                    vec![after.into()],
+                )
+                .await?;
+            let Some(last) = rows.last().and_then(|r| u64_of(&r[0])) else {
+                return Ok(());
+            };
+            after = last;
+            for r in &rows {
+                if let Some(id) = u64_of(&r[0]) {
+                    each(&DownloadFacts {
+                        id,
+                        at: time_of(&r[1]),
+                        ip_present: ip_present(&text_of(&r[2]), ""),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Register hashes of subjects whose processing is restricted.
+    pub async fn restricted(&mut self) -> Result<HashSet<String>, StoreError> {
+        let rows = self
+            .rows(
+                "restrictions",
+                format!(
+                    "SELECT subject_hash FROM {} WHERE kind = 'restrict' AND status = 'active'",
+                    self.store.table("wc_retention_requests")
+                ),
+                vec![],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| text_of(&r[0])).collect())
+    }
+}
+
+/// Aggregates over one subject's orders: newest non-draft, open ones, newest pending.
+fn activity_columns(status: &str, created: &str) -> String {
+    format!(
+        "MAX(IF({status} <> 'wc-checkout-draft', {created}, NULL)), \
+         SUM({status} IN ('wc-processing', 'wc-on-hold')), \
+         MAX(IF({status} = 'wc-pending', {created}, NULL))"
+    )
+}
+
+fn activity_of(r: &[Value]) -> OrderActivity {
+    OrderActivity {
+        last_order: time_of(&r[0]),
+        open: u64_of(&r[1]).unwrap_or(0),
+        last_pending: time_of(&r[2]),
+    }
+}
+
+fn is_contact(email: &str) -> bool {
+    !email.is_empty() && email != anonymise::EMAIL
+}
+
+fn ip_present(ip: &str, user_agent: &str) -> bool {
+    !matches!(ip, "" | anonymise::IP) || !matches!(user_agent, "" | anonymise::TEXT)
+}
+
+fn processed(anonymized: bool, minimised: bool) -> Processed {
+    match (anonymized, minimised) {
+        (true, _) => Processed::Anonymised,
+        (false, true) => Processed::Minimised,
+        _ => Processed::No,
+    }
+}

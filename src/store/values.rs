@@ -1,0 +1,122 @@
+//! Converting what MySQL returns into facts, whatever a real shop has stored: NULL, zero
+//! dates (`0000-00-00 00:00:00`), numbers as text, bytes that are not UTF-8. Nothing here
+//! panics on a value; an unreadable value is `None`.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use mysql_async::Value;
+
+pub fn u64_of(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::UInt(u) => Some(*u),
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+pub fn i64_of(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::UInt(u) => i64::try_from(*u).ok(),
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+pub fn bytes_of(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::Bytes(b) => Some(b.clone()),
+        _ => None,
+    }
+}
+
+/// Text, lossily decoded; NULL is empty.
+pub fn text_of(v: &Value) -> String {
+    match v {
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::NULL => String::new(),
+        other => other.as_sql(true).trim_matches('\'').to_owned(),
+    }
+}
+
+/// A lowercased, trimmed email.
+pub fn email_of(v: &Value) -> String {
+    text_of(v).trim().to_lowercase()
+}
+
+/// A DATETIME column (UTC, as the `*_gmt` columns are), `None` for NULL and zero dates.
+pub fn time_of(v: &Value) -> Option<DateTime<Utc>> {
+    match v {
+        Value::Date(y, mo, d, h, mi, s, _) => NaiveDate::from_ymd_opt(i32::from(*y), u32::from(*mo), u32::from(*d))?
+            .and_hms_opt(u32::from(*h), u32::from(*mi), u32::from(*s))
+            .map(|n| n.and_utc()),
+        Value::Bytes(b) => {
+            let s = std::str::from_utf8(b).ok()?;
+            let s = s.get(..19).unwrap_or(s);
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                .ok()
+                .map(|n| n.and_utc())
+        }
+        _ => None,
+    }
+}
+
+/// A unix time stored as text (meta values such as `wc_last_active` and `_date_paid`).
+pub fn unix_of(v: &Value) -> Option<DateTime<Utc>> {
+    i64_of(v)
+        .filter(|t| *t > 0)
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+}
+
+/// `a, b, c` for an `IN (…)` of ids (numbers only, so safe to inline).
+pub fn id_list(ids: impl IntoIterator<Item = u64>) -> String {
+    let mut out = String::new();
+    for id in ids {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&id.to_string());
+    }
+    out
+}
+
+/// `'1','2'` for comparing ids with text columns (meta values, session keys).
+pub fn id_text_list(ids: impl IntoIterator<Item = u64>) -> String {
+    let mut out = String::new();
+    for id in ids {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push('\'');
+        out.push_str(&id.to_string());
+        out.push('\'');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_are_none() {
+        assert_eq!(time_of(&Value::Date(0, 0, 0, 0, 0, 0, 0)), None);
+        assert_eq!(time_of(&Value::Bytes(b"0000-00-00 00:00:00".to_vec())), None);
+        assert_eq!(time_of(&Value::NULL), None);
+        assert_eq!(
+            time_of(&Value::Bytes(b"2020-02-29 23:30:00".to_vec())).map(|t| t.to_rfc3339()),
+            Some("2020-02-29T23:30:00+00:00".to_owned())
+        );
+        assert_eq!(
+            time_of(&Value::Date(2020, 2, 29, 23, 30, 0, 5)).map(|t| t.timestamp()),
+            Some(1_583_019_000)
+        );
+        assert_eq!(unix_of(&Value::Bytes(b"abc".to_vec())), None);
+        assert_eq!(unix_of(&Value::Bytes(b"0".to_vec())), None);
+        assert_eq!(u64_of(&Value::Int(-1)), None);
+        assert_eq!(text_of(&Value::Bytes(vec![b'a', 0xff])), "a\u{fffd}");
+        assert_eq!(email_of(&Value::Bytes(b" Jan@Example.NL ".to_vec())), "jan@example.nl");
+        assert_eq!(id_list([1, 2]), "1,2");
+        assert_eq!(id_text_list([1, 2]), "'1','2'");
+    }
+}
