@@ -796,18 +796,14 @@ impl Writer<'_> {
         steps: &[Step],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin(conn).await?;
-        let list = id_list(steps.iter().map(|s| s.id));
-        tx.run(
-            "deleting expired sessions",
-            format!(
-                "DELETE FROM {} WHERE session_id IN ({list}) AND session_expiry < ?",
-                tx.t("woocommerce_sessions")
-            ),
-            vec![now.timestamp().into()],
-        )
-        .await?;
-        self.commit(tx, run_id, steps, now).await
+        let sql = format!(
+            "DELETE FROM {} WHERE session_id IN ({}) AND session_expiry < ?",
+            self.store.table("woocommerce_sessions"),
+            id_list(steps.iter().map(|s| s.id))
+        );
+        let what = "deleting expired sessions";
+        self.one_statement(conn, run_id, steps, now, what, sql, vec![now.timestamp().into()])
+            .await
     }
 
     /// One batch of download log entries.
@@ -818,18 +814,30 @@ impl Writer<'_> {
         steps: &[Step],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE {} SET user_ip_address = {} WHERE download_log_id IN ({})",
+            self.store.table("wc_download_log"),
+            ip_sql("user_ip_address"),
+            id_list(steps.iter().map(|s| s.id))
+        );
+        let what = "removing download log IP addresses";
+        self.one_statement(conn, run_id, steps, now, what, sql, vec![]).await
+    }
+
+    /// A batch that is one statement, with its audit rows.
+    #[allow(clippy::too_many_arguments)]
+    async fn one_statement(
+        &self,
+        conn: &mut Conn,
+        run_id: u64,
+        steps: &[Step],
+        now: DateTime<Utc>,
+        what: &str,
+        sql: String,
+        params: Vec<Value>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin(conn).await?;
-        let list = id_list(steps.iter().map(|s| s.id));
-        tx.run(
-            "removing download log IP addresses",
-            format!(
-                "UPDATE {} SET user_ip_address = {} WHERE download_log_id IN ({list})",
-                tx.t("wc_download_log"),
-                ip_sql("user_ip_address")
-            ),
-            vec![],
-        )
-        .await?;
+        tx.run(what, sql, params).await?;
         self.commit(tx, run_id, steps, now).await
     }
 }

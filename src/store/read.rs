@@ -369,48 +369,28 @@ impl Reader<'_> {
 
     /// Every WooCommerce session, in id order.
     pub async fn sessions(&mut self, mut each: impl FnMut(&SessionFacts)) -> Result<(), StoreError> {
-        let table = self.store.table("woocommerce_sessions");
-        let mut after = 0u64;
-        loop {
-            let rows = self
-                .rows(
-                    "sessions",
-                    format!("SELECT session_id, session_expiry FROM {table} WHERE session_id > ? ORDER BY session_id LIMIT {CHUNK}"),
-                    vec![after.into()],
-                )
-                .await?;
-            let Some(last) = rows.last().and_then(|r| u64_of(&r[0])) else {
-                return Ok(());
-            };
-            after = last;
-            for r in &rows {
+        self.keyset(
+            "sessions",
+            "woocommerce_sessions",
+            "session_id",
+            "session_expiry",
+            |r| {
                 if let (Some(id), Some(expiry)) = (u64_of(&r[0]), i64_of(&r[1])) {
                     each(&SessionFacts { id, expiry });
                 }
-            }
-        }
+            },
+        )
+        .await
     }
 
     /// Every download log entry, in id order.
     pub async fn downloads(&mut self, mut each: impl FnMut(&DownloadFacts)) -> Result<(), StoreError> {
-        let table = self.store.table("wc_download_log");
-        let mut after = 0u64;
-        loop {
-            let rows = self
-                .rows(
-                    "download log",
-                    format!(
-                        "SELECT download_log_id, timestamp, user_ip_address FROM {table} \
-                         WHERE download_log_id > ? ORDER BY download_log_id LIMIT {CHUNK}"
-                    ),
-                    vec![after.into()],
-                )
-                .await?;
-            let Some(last) = rows.last().and_then(|r| u64_of(&r[0])) else {
-                return Ok(());
-            };
-            after = last;
-            for r in &rows {
+        self.keyset(
+            "download log",
+            "wc_download_log",
+            "download_log_id",
+            "timestamp, user_ip_address",
+            |r| {
                 if let Some(id) = u64_of(&r[0]) {
                     each(&DownloadFacts {
                         id,
@@ -418,7 +398,30 @@ impl Reader<'_> {
                         ip_present: ip_present(&text_of(&r[2]), ""),
                     });
                 }
-            }
+            },
+        )
+        .await
+    }
+
+    /// Every row of a table in `id` order, a chunk at a time: `id` first, then `columns`.
+    async fn keyset(
+        &mut self,
+        what: &str,
+        table: &str,
+        id: &str,
+        columns: &str,
+        mut each: impl FnMut(&[Value]),
+    ) -> Result<(), StoreError> {
+        let table = self.store.table(table);
+        let mut after = 0u64;
+        loop {
+            let sql = format!("SELECT {id}, {columns} FROM {table} WHERE {id} > ? ORDER BY {id} LIMIT {CHUNK}");
+            let rows = self.rows(what, sql, vec![after.into()]).await?;
+            let Some(last) = rows.last().and_then(|r| u64_of(&r[0])) else {
+                return Ok(());
+            };
+            after = last;
+            rows.iter().for_each(|r| each(r));
         }
     }
 
