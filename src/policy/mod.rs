@@ -118,6 +118,9 @@ pub struct DownloadFacts {
     pub ip_present: bool,
 }
 
+/// Statuses of orders being fulfilled: they keep their person a client.
+const OPEN_STATUSES: [&str; 2] = ["wc-processing", "wc-on-hold"];
+
 /// Warnings are listed up to this many; the rest are counted.
 const MAX_WARNINGS: usize = 100;
 
@@ -248,17 +251,23 @@ impl<'r> Planner<'r> {
     /// Pass 2: one guest email.
     pub fn guest(&mut self, f: &GuestFacts) {
         let r = self.rules;
-        if f.has_account {
-            return;
+        if !f.has_account {
+            self.plan.subjects_total += 1;
         }
-        self.plan.subjects_total += 1;
+        // Protection and restriction cover the person's guest orders even when the email
+        // also has an account (they ordered as a guest before registering).
         if r.protected_emails.contains(&f.email) {
             self.untouchable_guests.insert(f.email.clone());
             return;
         }
         if r.restrictions.contains(&f.email) {
-            self.plan.restricted_skipped += 1;
+            if !f.has_account {
+                self.plan.restricted_skipped += 1;
+            }
             self.untouchable_guests.insert(f.email.clone());
+            return;
+        }
+        if f.has_account {
             return;
         }
         if !r.guests_enabled || r.is_open(&f.orders) {
@@ -273,20 +282,29 @@ impl<'r> Planner<'r> {
     /// Pass 3: one order, in order-id order.
     pub fn order(&mut self, f: &OrderFacts) {
         let r = self.rules;
+        let untouchable = match &f.account {
+            Account::Present { .. } => self.untouchable_users.contains(&f.customer_id),
+            Account::Guest => self.untouchable_guests.contains(&f.email),
+            Account::Missing => false,
+        };
+        if untouchable
+            || (f.contact_present && (r.protected_emails.contains(&f.email) || r.restrictions.contains(&f.email)))
+        {
+            return;
+        }
         if f.processed != Processed::No {
             self.processed_order(f);
             return;
         }
+        // An order being fulfilled is never forgotten, whoever placed it.
+        let open = OPEN_STATUSES.contains(&f.status.as_str());
         let subject_rule = match &f.account {
-            Account::Present { .. } if self.untouchable_users.contains(&f.customer_id) => return,
+            _ if open => None,
             Account::Present { anonymised } if *anonymised || self.gone_users.contains(&f.customer_id) => {
                 Some(Rule::InactiveCustomer)
             }
             Account::Present { .. } => None,
-            Account::Missing if r.protected_emails.contains(&f.email) => return,
-            Account::Missing if r.restrictions.contains(&f.email) => return,
             Account::Missing => Some(Rule::AccountDeleted),
-            Account::Guest if self.untouchable_guests.contains(&f.email) => return,
             Account::Guest if self.gone_guests.contains(&f.email) => Some(Rule::InactiveGuest),
             Account::Guest => None,
         };
@@ -394,7 +412,6 @@ impl Rules {
             .map(|(_, c, a)| (c, a))?;
         created.filter(|t| t < cutoff)?;
         match action {
-            UnpaidAction::Trash if status == "trash" => None,
             UnpaidAction::Trash => Some(Action::TrashOrder),
             UnpaidAction::Delete => Some(Action::DeleteOrder),
             UnpaidAction::Anonymise => Some(Action::AnonymiseOrder),
