@@ -48,6 +48,9 @@ pub struct CustomerFacts {
     /// The latest expiry of the customer's WooCommerce sessions (a visit, 48 hours ahead).
     pub session_expiry: Option<DateTime<Utc>>,
     pub orders: OrderActivity,
+    /// Orders placed without logging in under the account's email (before registering,
+    /// or as a guest later): the same person's activity.
+    pub guest_orders: OrderActivity,
     /// The service anonymised this account before.
     pub anonymised: bool,
 }
@@ -132,6 +135,9 @@ pub struct Planner<'r> {
     untouchable_users: HashSet<u64>,
     gone_guests: HashSet<String>,
     untouchable_guests: HashSet<String>,
+    /// Emails of accounts forgotten or never touched in this plan: their guest orders follow.
+    gone_account_emails: HashSet<String>,
+    untouchable_account_emails: HashSet<String>,
     unlisted_warnings: u64,
 }
 
@@ -147,6 +153,8 @@ impl<'r> Planner<'r> {
             untouchable_users: HashSet::new(),
             gone_guests: HashSet::new(),
             untouchable_guests: HashSet::new(),
+            gone_account_emails: HashSet::new(),
+            untouchable_account_emails: HashSet::new(),
             unlisted_warnings: 0,
         }
     }
@@ -176,23 +184,23 @@ impl<'r> Planner<'r> {
             Some(Ok(roles)) => roles,
             Some(Err(e)) => {
                 self.warn(format!("user {}: roles unreadable ({e}); skipped", f.user_id));
-                self.untouchable_users.insert(f.user_id);
+                self.untouchable(f);
                 return;
             }
         };
         // No role on this site, or any role beyond the customer roles: not a customer.
         if roles.is_empty() || !roles.iter().all(|role| r.customer_roles.contains(role)) {
-            self.untouchable_users.insert(f.user_id);
+            self.untouchable(f);
             return;
         }
         self.plan.subjects_total += 1;
         if r.protected_user_ids.contains(&f.user_id) || r.protected_emails.contains(&f.email) {
-            self.untouchable_users.insert(f.user_id);
+            self.untouchable(f);
             return;
         }
         if r.restrictions.contains(&f.email) {
             self.plan.restricted_skipped += 1;
-            self.untouchable_users.insert(f.user_id);
+            self.untouchable(f);
             return;
         }
         let action = match r.customer_action {
@@ -205,7 +213,7 @@ impl<'r> Planner<'r> {
             }
             return;
         }
-        if !r.customers_enabled || r.is_open(&f.orders) {
+        if !r.customers_enabled || r.is_open(&f.orders) || r.is_open(&f.guest_orders) {
             return;
         }
         let Some(last) = self.last_activity(f) else {
@@ -214,6 +222,7 @@ impl<'r> Planner<'r> {
         };
         if last < r.inactive_before {
             self.gone_users.insert(f.user_id);
+            self.gone_account_emails.insert(f.email.clone());
             self.plan.subjects_forgotten += 1;
             self.push_customer(Rule::InactiveCustomer, action, f.user_id);
         }
@@ -238,10 +247,16 @@ impl<'r> Planner<'r> {
             login,
             visit,
             f.orders.last_order,
+            f.guest_orders.last_order,
         ]
         .into_iter()
         .flatten()
         .max()
+    }
+
+    fn untouchable(&mut self, f: &CustomerFacts) {
+        self.untouchable_users.insert(f.user_id);
+        self.untouchable_account_emails.insert(f.email.clone());
     }
 
     fn push_customer(&mut self, rule: Rule, action: Action, id: u64) {
@@ -268,6 +283,12 @@ impl<'r> Planner<'r> {
             return;
         }
         if f.has_account {
+            // The account's rule judged this person, guest orders included.
+            if self.gone_account_emails.contains(&f.email) {
+                self.gone_guests.insert(f.email.clone());
+            } else if self.untouchable_account_emails.contains(&f.email) {
+                self.untouchable_guests.insert(f.email.clone());
+            }
             return;
         }
         if !r.guests_enabled || r.is_open(&f.orders) {

@@ -143,6 +143,10 @@ fn long_gone(user_id: u64) -> CustomerFacts {
             last_order: Some(t("2021-04-01T10:00:00Z")),
             ..OrderActivity::default()
         },
+        guest_orders: OrderActivity {
+            last_order: Some(t("2020-05-01T10:00:00Z")),
+            ..OrderActivity::default()
+        },
         anonymised: false,
     }
 }
@@ -1521,4 +1525,53 @@ fn an_open_order_of_a_deleted_account_is_not_forgotten() {
     let p = plan(&r, &facts);
     let ids: Vec<u64> = p.orders.iter().map(|s| s.id).collect();
     assert_eq!(ids, vec![22], "{:?}", p);
+}
+
+#[test]
+fn guest_orders_under_the_accounts_email_are_the_persons_activity_and_follow_the_account() {
+    let r = rules_at(now(), "");
+    let recent_guest_order = CustomerFacts {
+        guest_orders: OrderActivity {
+            last_order: Some(days_ago(30)),
+            ..OrderActivity::default()
+        },
+        ..long_gone(5)
+    };
+    let p = plan(
+        &r,
+        &Facts {
+            customers: vec![recent_guest_order],
+            ..Facts::default()
+        },
+    );
+    assert!(p.is_empty(), "a recent guest order keeps the account: {:?}", p);
+
+    let account_guest = |email: String| GuestFacts {
+        email,
+        orders: OrderActivity {
+            last_order: Some(t("2020-05-01T10:00:00Z")),
+            ..OrderActivity::default()
+        },
+        has_account: true,
+    };
+    let guest_order = |id: u64, email: String| OrderFacts {
+        email,
+        ..invoice(id, t("2020-05-01T10:00:00Z"))
+    };
+    let p = plan(
+        &r,
+        &Facts {
+            customers: vec![long_gone(5)],
+            guests: vec![account_guest(email_of(5))],
+            orders: vec![guest_order(30, email_of(5))],
+            ..Facts::default()
+        },
+    );
+    let order = p
+        .orders
+        .iter()
+        .find(|s| s.id == 30)
+        .expect("the guest order goes with the account");
+    assert_eq!(order.action, Action::MinimiseOrder);
+    assert_eq!(p.subjects_forgotten, 1, "one person, not two");
 }

@@ -125,6 +125,13 @@ impl Reader<'_> {
                     f.orders = activity_of(&r[1..]);
                 }
             }
+            let by_email: HashMap<String, usize> =
+                facts.iter().enumerate().map(|(i, f)| (f.email.clone(), i)).collect();
+            for r in self.guest_activity(by_email.keys()).await? {
+                if let Some(i) = by_email.get(&email_of(&r[0])) {
+                    facts[*i].guest_orders = activity_of(&r[1..]);
+                }
+            }
             for f in &facts {
                 each(f);
             }
@@ -157,6 +164,39 @@ impl Reader<'_> {
             )
         };
         self.rows("account orders", sql, vec![]).await
+    }
+
+    /// Per email of the chunk: activity of orders placed without logging in.
+    async fn guest_activity(&mut self, emails: impl Iterator<Item = &String>) -> Result<Vec<Vec<Value>>, StoreError> {
+        let emails: Vec<Value> = emails
+            .filter(|e| !e.is_empty())
+            .map(|e| Value::from(e.as_str()))
+            .collect();
+        if emails.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = self.store;
+        let marks = vec!["?"; emails.len()].join(", ");
+        let sql = if self.layout.read_hpos {
+            format!(
+                "SELECT LOWER(TRIM(billing_email)), {} FROM {} WHERE type = 'shop_order' \
+                 AND (customer_id = 0 OR customer_id IS NULL) AND billing_email IN ({marks}) GROUP BY 1",
+                activity_columns("status", "date_created_gmt"),
+                s.table("wc_orders")
+            )
+        } else {
+            // wp_postmeta has no index on values: this scans the `_billing_email` rows.
+            format!(
+                "SELECT LOWER(TRIM(e.meta_value)), {} FROM {postmeta} e JOIN {} p ON p.ID = e.post_id \
+                 JOIN {postmeta} c ON c.post_id = p.ID AND c.meta_key = '_customer_user' \
+                 WHERE e.meta_key = '_billing_email' AND e.meta_value IN ({marks}) AND c.meta_value IN ('0', '') \
+                 AND p.post_type = 'shop_order' GROUP BY 1",
+                activity_columns("p.post_status", "p.post_date_gmt"),
+                s.table("posts"),
+                postmeta = s.table("postmeta"),
+            )
+        };
+        self.rows("guest orders of accounts", sql, emails).await
     }
 
     /// Every guest email (orders without an account), streamed.
