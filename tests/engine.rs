@@ -12,7 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::TimeZone;
-use common::{wc_retention, write_config, Run, TestDb};
+use common::{wc_retention, write_config, Run, TestDb, ADDRESS_FIELDS};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value as Sql};
 use serde_json::Value;
@@ -37,22 +37,6 @@ const DAY: i64 = 86_400;
 const MARGIN: i64 = 2 * DAY;
 
 const SAFE_DEFAULTS: &str = "max_share = 1.0\nmax_customers_per_run = 1000000\n";
-
-/// The address fields of WooCommerce, as columns of `wc_order_addresses` and as the
-/// `_billing_*` / `_shipping_*` postmeta keys.
-const ADDRESS_FIELDS: [&str; 11] = [
-    "first_name",
-    "last_name",
-    "company",
-    "address_1",
-    "address_2",
-    "city",
-    "state",
-    "postcode",
-    "country",
-    "email",
-    "phone",
-];
 
 // ---------------------------------------------------------------------------------------
 // The store under test and the binary

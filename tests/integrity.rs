@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{wc_retention, write_config, Run, TestDb};
+use common::{wc_retention, write_config, Run, TestDb, ADDRESS_FIELDS};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, Row, Value as Sql};
 use serde_json::Value;
@@ -24,21 +24,6 @@ const DELETED_IP: &str = "0.0.0.0";
 /// The service's markers: a minimised order, an anonymised account.
 const ORDER_MARKER: &str = "_wc_retention_minimised";
 const USER_MARKER: &str = "_wc_retention_anonymised";
-
-/// WooCommerce's address fields in `_billing_address_index` order; shipping has no email.
-const ADDRESS_FIELDS: [&str; 11] = [
-    "first_name",
-    "last_name",
-    "company",
-    "address_1",
-    "address_2",
-    "city",
-    "state",
-    "postcode",
-    "country",
-    "email",
-    "phone",
-];
 
 /// What a retained invoice keeps of the billing address.
 const INVOICE_FIELDS: [&str; 8] = [

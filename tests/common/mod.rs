@@ -149,3 +149,20 @@ pub fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path.to_str().unwrap().to_owned()
 }
+
+/// WooCommerce's address fields, as columns of `wc_order_addresses`, as the `_billing_*` /
+/// `_shipping_*` postmeta keys, and in `_billing_address_index` order (shipping has no
+/// email). The tests keep their own copy of this fact, apart from the service's.
+pub const ADDRESS_FIELDS: [&str; 11] = [
+    "first_name",
+    "last_name",
+    "company",
+    "address_1",
+    "address_2",
+    "city",
+    "state",
+    "postcode",
+    "country",
+    "email",
+    "phone",
+];
