@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::localtime::ShopZone;
-use crate::plan::{Plan, Step};
+use crate::plan::Plan;
 use crate::policy::{Planner, PolicyError, Restrictions, Rules};
 use crate::store::apply::Writer;
 use crate::store::read::Reader;
@@ -34,6 +34,8 @@ pub struct Planned {
     pub plan: Plan,
     layout: Layout,
     zone: ShopZone,
+    /// The own tables' version as discovery found it.
+    own_schema: Option<u32>,
 }
 
 /// Reads the store and decides. Changes nothing.
@@ -86,7 +88,12 @@ pub async fn plan(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<
         elapsed_ms = started.elapsed().as_millis() as u64,
         "plan made"
     );
-    Ok(Planned { plan, layout, zone })
+    Ok(Planned {
+        plan,
+        layout,
+        zone,
+        own_schema: d.own_schema_version,
+    })
 }
 
 /// How an apply ended.
@@ -116,7 +123,11 @@ pub async fn apply(
         }
         tracing::warn!(reason = %reason, "safety cap overridden with --force");
     }
-    migrations::migrate(store).await?;
+    // Discovery has just read the version; migrate (which also refuses newer tables)
+    // only when it is not this build's.
+    if planned.own_schema != Some(migrations::LATEST) {
+        migrations::migrate(store).await?;
+    }
     let run_id = audit::start_run(store, trigger).await?;
     let started = Instant::now();
     tracing::info!(run_id, trigger, steps = plan.steps().count(), "run started");
@@ -166,11 +177,11 @@ async fn apply_batches(
     };
     let mut conn = store.conn().await?;
     let (customer_batch, order_batch) = (config.apply.customer_batch, config.apply.order_batch);
-    let phases: [(&str, &[Step], usize); 4] = [
-        ("customers", &plan.customers, customer_batch),
-        ("orders", &plan.orders, order_batch),
-        ("sessions", &plan.sessions, order_batch),
-        ("downloads", &plan.downloads, order_batch),
+    let phases = [
+        (Phase::Customers, &plan.customers, customer_batch),
+        (Phase::Orders, &plan.orders, order_batch),
+        (Phase::Sessions, &plan.sessions, order_batch),
+        (Phase::Downloads, &plan.downloads, order_batch),
     ];
     let mut applied = 0u64;
     for (phase, steps, size) in phases {
@@ -179,7 +190,7 @@ async fn apply_batches(
             if stop.load(Ordering::SeqCst) {
                 tracing::warn!(
                     run_id,
-                    phase,
+                    phase = phase.as_str(),
                     batch = i + 1,
                     batches,
                     "stop requested: ending after a whole batch"
@@ -189,15 +200,15 @@ async fn apply_batches(
             let started = Instant::now();
             let now = Utc::now();
             match phase {
-                "customers" => writer.customers(&mut conn, run_id, batch, now).await?,
-                "orders" => writer.orders(&mut conn, run_id, batch, now).await?,
-                "sessions" => writer.sessions(&mut conn, run_id, batch, now).await?,
-                _ => writer.downloads(&mut conn, run_id, batch, now).await?,
+                Phase::Customers => writer.customers(&mut conn, run_id, batch, now).await?,
+                Phase::Orders => writer.orders(&mut conn, run_id, batch, now).await?,
+                Phase::Sessions => writer.sessions(&mut conn, run_id, batch, now).await?,
+                Phase::Downloads => writer.downloads(&mut conn, run_id, batch, now).await?,
             }
             applied += batch.len() as u64;
             tracing::info!(
                 run_id,
-                phase,
+                phase = phase.as_str(),
                 batch = i + 1,
                 batches,
                 entities = batch.len(),
@@ -209,4 +220,24 @@ async fn apply_batches(
         }
     }
     Ok((applied, false))
+}
+
+/// The parts of a plan, applied in this order.
+#[derive(Clone, Copy)]
+enum Phase {
+    Customers,
+    Orders,
+    Sessions,
+    Downloads,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Customers => "customers",
+            Phase::Orders => "orders",
+            Phase::Sessions => "sessions",
+            Phase::Downloads => "downloads",
+        }
+    }
 }

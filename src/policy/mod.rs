@@ -122,7 +122,7 @@ pub struct DownloadFacts {
 }
 
 /// Statuses of orders being fulfilled: they keep their person a client.
-const OPEN_STATUSES: [&str; 2] = ["wc-processing", "wc-on-hold"];
+pub const OPEN_STATUSES: [&str; 2] = ["wc-processing", "wc-on-hold"];
 
 /// Warnings are listed up to this many; the rest are counted.
 const MAX_WARNINGS: usize = 100;

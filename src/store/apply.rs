@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Transaction, TxOpts, Value};
 
@@ -102,6 +102,12 @@ impl Writer<'_> {
             tx,
             store: self.store.clone(),
         })
+    }
+
+    /// `now` as WordPress writes it: the GMT column's value and the shop's wall clock.
+    fn times(&self, now: DateTime<Utc>) -> (NaiveDateTime, NaiveDateTime) {
+        let utc = now.naive_utc();
+        (utc, self.zone.wall_clock(now).unwrap_or(utc))
     }
 
     async fn commit(&self, mut tx: Tx<'_>, run_id: u64, steps: &[Step], now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -339,8 +345,7 @@ impl Writer<'_> {
         let all = self.with_refunds(tx, ids).await?;
         let parents = id_list(ids.iter().copied());
         let list = id_list(all.iter().copied());
-        let utc = now.naive_utc();
-        let local = self.zone.wall_clock(now).unwrap_or(utc);
+        let (utc, local) = self.times(now);
         if s.subject {
             self.forget_order_subjects(tx, &parents).await?;
         }
@@ -626,8 +631,7 @@ impl Writer<'_> {
     ) -> Result<(), StoreError> {
         let comments = tx.t("comments");
         self.delete_notes(tx, all).await?;
-        let utc = now.naive_utc();
-        let local = self.zone.wall_clock(now).unwrap_or(utc);
+        let (utc, local) = self.times(now);
         let rows =
             vec!["(?, 'WooCommerce', '', '', '', ?, ?, ?, 0, '1', 'wc-retention', 'order_note', 0, 0)"; parents.len()];
         let params: Vec<Value> = parents
@@ -678,8 +682,7 @@ impl Writer<'_> {
 
     async fn trash_orders(&self, tx: &mut Tx<'_>, ids: &[u64], now: DateTime<Utc>) -> Result<(), StoreError> {
         let list = id_list(ids.iter().copied());
-        let utc = now.naive_utc();
-        let local = self.zone.wall_clock(now).unwrap_or(utc);
+        let (utc, local) = self.times(now);
         let ts = now.timestamp().to_string();
         if self.layout.hpos {
             let (orders, meta) = (tx.t("wc_orders"), tx.t("wc_orders_meta"));

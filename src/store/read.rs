@@ -12,6 +12,7 @@ use super::{Layout, Store, StoreError};
 use crate::anonymise;
 use crate::policy::{
     Account, CustomerFacts, DownloadFacts, GuestFacts, OrderActivity, OrderFacts, Processed, SessionFacts,
+    OPEN_STATUSES,
 };
 
 /// Rows per read chunk.
@@ -75,7 +76,8 @@ impl Reader<'_> {
                     })
                 })
                 .collect();
-            let ids = id_list(facts.iter().map(|f| f.user_id));
+            let user_ids: Vec<u64> = facts.iter().map(|f| f.user_id).collect();
+            let ids = id_list(user_ids.iter().copied());
             let index: HashMap<u64, usize> = facts.iter().enumerate().map(|(i, f)| (f.user_id, i)).collect();
 
             let meta = self
@@ -108,7 +110,7 @@ impl Reader<'_> {
                     format!(
                         "SELECT session_key, session_expiry FROM {} WHERE session_key IN ({})",
                         s.table("woocommerce_sessions"),
-                        id_text_list(facts.iter().map(|f| f.user_id))
+                        id_text_list(user_ids.iter().copied())
                     ),
                     vec![],
                 )
@@ -119,7 +121,7 @@ impl Reader<'_> {
                 }
             }
 
-            let activity = self.account_activity(&ids, facts.iter().map(|f| f.user_id)).await?;
+            let activity = self.account_activity(&user_ids).await?;
             for r in activity {
                 if let Some(f) = u64_of(&r[0]).and_then(|id| index.get(&id)).map(|i| &mut facts[*i]) {
                     f.orders = activity_of(&r[1..]);
@@ -139,12 +141,9 @@ impl Reader<'_> {
     }
 
     /// Per account in the chunk: newest order, open orders, newest pending order.
-    async fn account_activity(
-        &mut self,
-        ids: &str,
-        id_iter: impl Iterator<Item = u64>,
-    ) -> Result<Vec<Vec<Value>>, StoreError> {
+    async fn account_activity(&mut self, user_ids: &[u64]) -> Result<Vec<Vec<Value>>, StoreError> {
         let s = self.store;
+        let ids = id_list(user_ids.iter().copied());
         let sql = if self.layout.read_hpos {
             format!(
                 "SELECT customer_id, {} FROM {} WHERE type = 'shop_order' AND customer_id IN ({ids}) GROUP BY customer_id",
@@ -160,7 +159,7 @@ impl Reader<'_> {
                 activity_columns("p.post_status", "p.post_date_gmt"),
                 s.table("postmeta"),
                 s.table("posts"),
-                id_text_list(id_iter)
+                id_text_list(user_ids.iter().copied())
             )
         };
         self.rows("account orders", sql, vec![]).await
@@ -483,10 +482,12 @@ impl Reader<'_> {
 
 /// Aggregates over one subject's orders: newest non-draft, open ones, newest pending.
 fn activity_columns(status: &str, created: &str) -> String {
+    let open: Vec<String> = OPEN_STATUSES.iter().map(|s| format!("'{s}'")).collect();
     format!(
         "MAX(IF({status} <> 'wc-checkout-draft', {created}, NULL)), \
-         SUM({status} IN ('wc-processing', 'wc-on-hold')), \
-         MAX(IF({status} = 'wc-pending', {created}, NULL))"
+         SUM({status} IN ({})), \
+         MAX(IF({status} = 'wc-pending', {created}, NULL))",
+        open.join(", ")
     )
 }
 
