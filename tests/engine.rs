@@ -12,7 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::TimeZone;
-use common::{wc_retention, write_config, Run, TestDb, ADDRESS_FIELDS};
+use common::{wc_retention, write_config, Run, TestDb, ADDRESS_FIELDS, SERVICE_PASSWORD};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value as Sql};
 use serde_json::Value;
@@ -48,6 +48,8 @@ struct Shop {
     spec: Spec,
     dir: tempfile::TempDir,
     cfg: String,
+    /// The service's account, holding only the privileges of deploy/grants.sql.
+    service_url: String,
 }
 
 impl Shop {
@@ -58,6 +60,7 @@ impl Shop {
         let dir = tempfile::tempdir().unwrap();
         let mut shop = Shop {
             cfg: String::new(),
+            service_url: db.service_url().await,
             db,
             spec,
             dir,
@@ -73,10 +76,11 @@ impl Shop {
     /// Writes the config: `safety` is the body of `[safety]`, `extra` more sections.
     fn configure(&mut self, safety: &str, extra: &str) {
         let text = format!(
-            "[database]\nurl = \"{}\"\n\n[safety]\n{safety}\n[personal_data]\n\
+            "[database]\nurl = \"{}\"\npassword = \"{SERVICE_PASSWORD}\"\n\n[safety]\n{safety}\n\
+             [personal_data]\n\
              extra_order_meta_keys = [\"gift_recipient_name\", \"delivery_contact_phone\"]\n\
              extra_user_meta_keys = [\"date_of_birth\"]\n\n{extra}",
-            self.db.url()
+            self.service_url
         );
         self.cfg = write_config(&self.dir, &text);
     }

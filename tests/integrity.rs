@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{wc_retention, write_config, Run, TestDb, ADDRESS_FIELDS};
+use common::{wc_retention, write_config, Run, TestDb, ADDRESS_FIELDS, SERVICE_PASSWORD};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, Row, Value as Sql};
 use serde_json::Value;
@@ -108,11 +108,12 @@ impl Shop {
         fixture::generate(&db.pool, &spec).await.expect("generate a store");
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[database]\nurl = \"{}\"\ntable_prefix = \"wp_\"\n\n[log]\nformat = \"json\"\n\n\
+            "[database]\nurl = \"{}\"\npassword = \"{SERVICE_PASSWORD}\"\ntable_prefix = \"wp_\"\n\n\
+             [log]\nformat = \"json\"\n\n\
              [safety]\nmax_share = 1.0\nmax_customers_per_run = 1000000\n\n\
              [personal_data]\nextra_order_meta_keys = [\"gift_recipient_name\", \"delivery_contact_phone\"]\n\
              extra_user_meta_keys = [\"date_of_birth\"]\n\n{extra}",
-            db.url()
+            db.service_url().await
         );
         let cfg = write_config(&dir, &text);
         Shop {

@@ -86,6 +86,61 @@ impl TestDb {
             .unwrap();
     }
 
+    /// The service account of this database: a URL for an account holding exactly the
+    /// privileges of `deploy/grants.sql` on this database's `wp_` store, as an operator
+    /// would create it; its password is [`SERVICE_PASSWORD`]. Call it after the store's
+    /// tables exist (grants name tables). See [`TestDb::service_url_for`].
+    pub async fn service_url(&self) -> String {
+        self.service_url_for("wp_").await
+    }
+
+    /// [`TestDb::service_url`] for a store with another table prefix. Runs the statements
+    /// of `deploy/grants.sql` with `wordpress` replaced by this database, `wp_` by
+    /// `prefix`, the account by this database's own (replacing one a failed run left
+    /// behind) and the password by [`SERVICE_PASSWORD`]. Lines are left out only where the
+    /// file's comments tell an operator to: the HPOS tables it names when the store has
+    /// none, and commented-out GRANTs are used when their table exists.
+    pub async fn service_url_for(&self, prefix: &str) -> String {
+        let user = service_user(&self.name);
+        let mut conn = self.admin.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
+            .await
+            .unwrap();
+        let tables: Vec<String> = conn
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+                (&self.name,),
+            )
+            .await
+            .unwrap();
+        let leave_out = grants_left_out_when_absent(GRANTS_SQL);
+        for grant in grant_statements(GRANTS_SQL) {
+            let optional = grant.commented
+                || grant
+                    .table
+                    .as_deref()
+                    .is_some_and(|t| leave_out.iter().any(|l| *l == t));
+            if let (true, Some(table)) = (optional, &grant.table) {
+                if !tables.contains(&format!("{prefix}{table}")) {
+                    continue;
+                }
+            }
+            let sql = grant
+                .sql
+                .replace("`wordpress`", &format!("`{}`", self.name))
+                .replace("`wp_", &format!("`{prefix}"))
+                .replace("'wc_retention'@'localhost'", &format!("'{user}'@'%'"))
+                .replace(
+                    "IDENTIFIED BY 'change-me'",
+                    &format!("IDENTIFIED BY '{SERVICE_PASSWORD}'"),
+                );
+            conn.query_drop(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("deploy/grants.sql for {}: {sql}: {e}", self.name));
+        }
+        self.url_as(&user)
+    }
+
     /// Drops the database; call at the end of a test that passed.
     pub async fn drop(self) {
         self.pool.disconnect().await.ok();
@@ -93,9 +148,100 @@ impl TestDb {
         conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name))
             .await
             .unwrap();
+        conn.query_drop(format!("DROP USER IF EXISTS '{}'@'%'", service_user(&self.name)))
+            .await
+            .unwrap();
         drop(conn);
         self.admin.disconnect().await.ok();
     }
+}
+
+/// The password of the accounts [`TestDb::service_url`] creates.
+pub const SERVICE_PASSWORD: &str = "Service-Grants-Pass-1";
+
+/// The least privileges of the service, as shipped to operators.
+const GRANTS_SQL: &str = include_str!("../../deploy/grants.sql");
+
+/// The service account of a test database: server-wide, so named from the database by a
+/// short hash (at most 32 characters, MySQL's limit; MariaDB allows 80).
+fn service_user(db_name: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(db_name.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("wcr_svc_{hex}")
+}
+
+/// One statement of `deploy/grants.sql`.
+struct GrantStatement {
+    sql: String,
+    /// The unprefixed table of `ON `db`.`wp_table``, if any.
+    table: Option<String>,
+    /// A GRANT the file ships commented out, for tables only some versions have.
+    commented: bool,
+}
+
+/// The statements of `deploy/grants.sql`, with its commented-out GRANTs marked as such.
+fn grant_statements(text: &str) -> Vec<GrantStatement> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    for line in text.lines().map(str::trim) {
+        let (code, commented) = match line.strip_prefix("--") {
+            Some(rest) if rest.trim_start().starts_with("GRANT ") => (rest.trim_start(), true),
+            Some(_) => continue,
+            None => (line, false),
+        };
+        if code.is_empty() {
+            continue;
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(code);
+        if let Some(sql) = current.strip_suffix(';') {
+            let table = sql
+                .split_once(".`wp_")
+                .and_then(|(_, rest)| rest.split_once('`'))
+                .map(|(table, _)| table.to_owned());
+            statements.push(GrantStatement {
+                sql: sql.to_owned(),
+                table,
+                commented,
+            });
+            current.clear();
+        }
+    }
+    assert!(
+        current.is_empty(),
+        "deploy/grants.sql: unterminated statement {current:?}"
+    );
+    assert!(statements.len() > 10, "deploy/grants.sql: too few statements found");
+    statements
+}
+
+/// The tables whose lines the file's comments tell an operator to leave out on a store
+/// without them ("... leave out the lines naming wc_orders, wc_order_addresses, ...").
+fn grants_left_out_when_absent(text: &str) -> Vec<String> {
+    let comments: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("--"))
+        .map(str::trim)
+        .collect();
+    let comments = comments.join(" ");
+    let marker = "leave out the lines naming ";
+    let start = comments
+        .find(marker)
+        .unwrap_or_else(|| panic!("deploy/grants.sql no longer says which lines to {marker:?}: update tests/common"))
+        + marker.len();
+    let list = &comments[start..];
+    let list = &list[..list.find('.').unwrap_or(list.len())];
+    let tables: Vec<String> = list.split(',').map(|t| t.trim().to_owned()).collect();
+    assert!(
+        tables
+            .iter()
+            .all(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')),
+        "deploy/grants.sql: cannot read the tables to leave out from {list:?}"
+    );
+    tables
 }
 
 fn sanitize(s: &str) -> String {
