@@ -2,12 +2,23 @@
 //! row's own fields, so deleting, reordering or editing a row breaks the chain from there
 //! on. The rows name rules, actions, entity types and numeric ids, never values.
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::subject::hex;
 
 /// The `prev_hash` of the first row.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What the runs table says about earlier runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunHistory {
+    /// When the latest completed run started.
+    pub last_completed: Option<DateTime<Utc>>,
+    /// When the latest run started, if it did not complete (interrupted, failed, killed,
+    /// refused by the safety cap).
+    pub unfinished: Option<DateTime<Utc>>,
+}
 
 /// The fields of one audit row that the hash covers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -116,6 +116,13 @@ pub struct ScheduleConfig {
     /// IANA time zone the schedule is read in.
     #[serde(default = "default_timezone")]
     pub timezone: TimeZone,
+    /// Seconds before a failed cycle is first retried; each further failure doubles it.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_secs: u64,
+    /// The longest wait between retries, in seconds. Retries never pass the next scheduled
+    /// run, which happens anyway.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_secs: u64,
 }
 
 /// `[log]`
@@ -412,6 +419,8 @@ impl Default for ScheduleConfig {
         ScheduleConfig {
             cron: default_cron(),
             timezone: default_timezone(),
+            retry_initial_secs: default_retry_initial(),
+            retry_max_secs: default_retry_max(),
         }
     }
 }
@@ -450,6 +459,12 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_cron() -> Schedule {
     "30 3 * * *".parse().expect("the default schedule is valid")
+}
+fn default_retry_initial() -> u64 {
+    30
+}
+fn default_retry_max() -> u64 {
+    1800
 }
 fn default_timezone() -> TimeZone {
     TimeZone(chrono_tz::Europe::Amsterdam)
@@ -760,6 +775,16 @@ impl Loaded {
             if !(1..=10_000).contains(&n) {
                 problems.push(format!("  {key}: {n} is out of range: use 1 to 10000"));
             }
+        }
+        let (initial, max) = (c.schedule.retry_initial_secs, c.schedule.retry_max_secs);
+        if !(1..=86_400).contains(&initial) {
+            problems.push(format!(
+                "  schedule.retry_initial_secs: {initial} is out of range: use 1 to 86400 (a day)"
+            ));
+        } else if max < initial || max > 7 * 86_400 {
+            problems.push(format!(
+                "  schedule.retry_max_secs: {max} must be at least retry_initial_secs ({initial}) and at most 604800 (a week)"
+            ));
         }
         let meta_keys = c
             .personal_data

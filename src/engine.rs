@@ -2,16 +2,17 @@
 //! pass by pass into the pure [`Planner`], and apply the resulting [`Plan`] in batches.
 //! The daemon's cycle and the `plan` and `apply` commands are built from these two steps.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::localtime::ShopZone;
 use crate::plan::Plan;
 use crate::policy::{Planner, PolicyError, Restrictions, Rules};
 use crate::store::apply::Writer;
+use crate::store::lock::RunLock;
 use crate::store::read::Reader;
 use crate::store::{audit, discover, migrations, Layout, Store, StoreError};
 
@@ -96,6 +97,90 @@ pub async fn plan(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<
     })
 }
 
+/// What a caller asks of [`run`].
+pub struct Request<'a> {
+    /// What started the run, recorded in the run row: `cli`, `schedule`, `catch-up`, `signal`.
+    pub trigger: &'a str,
+    /// The policy's "now".
+    pub now: DateTime<Utc>,
+    /// Apply beyond the safety cap.
+    pub force: bool,
+    /// The run is not needed when a run that started at or after this time completed:
+    /// another runner did the work while this one waited for the lock.
+    pub done_if_completed_since: Option<DateTime<Utc>>,
+}
+
+/// How [`run`] ended without an error.
+pub enum Ran {
+    /// Another runner holds the store's lock.
+    Busy,
+    /// A run that started at this time already completed the work.
+    AlreadyDone(DateTime<Utc>),
+    /// A stop was requested while planning; nothing was changed.
+    Stopped,
+    Applied {
+        planned: Box<Planned>,
+        outcome: Outcome,
+    },
+}
+
+/// One run: take the store's lock, plan under it, apply, release.
+pub async fn run(
+    store: &Store,
+    config: &Config,
+    request: &Request<'_>,
+    control: &Control<'_>,
+) -> Result<Ran, EngineError> {
+    let Some(mut lock) = RunLock::try_acquire(store).await? else {
+        return Ok(Ran::Busy);
+    };
+    let result = run_locked(store, config, request, control, &mut lock).await;
+    lock.release().await;
+    result
+}
+
+async fn run_locked(
+    store: &Store,
+    config: &Config,
+    request: &Request<'_>,
+    control: &Control<'_>,
+    lock: &mut RunLock,
+) -> Result<Ran, EngineError> {
+    if let Some(since) = request.done_if_completed_since {
+        if let Some(last) = audit::history(store).await?.last_completed.filter(|t| *t >= since) {
+            return Ok(Ran::AlreadyDone(last));
+        }
+    }
+    // Planning only reads, so a stop cuts it short rather than waiting for it.
+    let mut stop = control.stop.clone();
+    let planned = tokio::select! {
+        planned = plan(store, config, request.now) => planned?,
+        _ = stop.wait_for(|stop| *stop) => return Ok(Ran::Stopped),
+    };
+    let outcome = apply(store, config, &planned, lock, request.trigger, request.force, control).await?;
+    Ok(Ran::Applied {
+        planned: Box::new(planned),
+        outcome,
+    })
+}
+
+/// What the caller lets a run do, and hears from it, while it runs.
+pub struct Control<'a> {
+    /// Turns true on a signal: the run ends after the batch in progress.
+    pub stop: &'a watch::Receiver<bool>,
+    /// Told before each batch starts, for status lines and the watchdog.
+    pub progress: &'a (dyn Fn(Progress) + Sync),
+}
+
+/// Where an apply is.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub phase: &'static str,
+    /// 1-based, within the phase.
+    pub batch: usize,
+    pub batches: usize,
+}
+
 /// How an apply ended.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
@@ -106,37 +191,49 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
-/// Applies a plan in batches. `force` overrides the safety cap; `stop` is checked between
-/// batches, so a stop never leaves a batch half done.
-pub async fn apply(
+/// Applies a plan in batches, on the connection that holds the run lock. `force` overrides
+/// the safety cap; a refusal is recorded as a run with status `refused`. The stop flag is
+/// checked between batches, so a stop never leaves a batch half done.
+async fn apply(
     store: &Store,
     config: &Config,
     planned: &Planned,
+    lock: &mut RunLock,
     trigger: &str,
     force: bool,
-    stop: &AtomicBool,
+    control: &Control<'_>,
 ) -> Result<Outcome, EngineError> {
     let plan = &planned.plan;
-    if let Err(reason) = plan.check_cap(config.safety.max_customers_per_run, config.safety.max_share) {
-        if !force {
-            return Err(EngineError::Cap(reason));
-        }
-        tracing::warn!(reason = %reason, "safety cap overridden with --force");
-    }
     // Discovery has just read the version; migrate (which also refuses newer tables)
     // only when it is not this build's.
     if planned.own_schema != Some(migrations::LATEST) {
         migrations::migrate(store).await?;
     }
+    let abandoned = audit::abandon_stale_runs(lock.conn(), store).await?;
+    if abandoned > 0 {
+        tracing::warn!(
+            runs = abandoned,
+            "earlier runs ended without an outcome (killed or crashed); marked abandoned, this run finishes their work"
+        );
+    }
+    let counts = serde_json::to_value(plan.counts()).unwrap_or_default();
+    if let Err(reason) = plan.check_cap(config.safety.max_customers_per_run, config.safety.max_share) {
+        if !force {
+            let run_id = audit::start_run(store, trigger).await?;
+            audit::finish_run(store, run_id, "refused", &counts, Some(&reason)).await?;
+            tracing::error!(run_id, reason = %reason, "run refused by the safety cap; nothing changed");
+            return Err(EngineError::Cap(reason));
+        }
+        tracing::warn!(reason = %reason, "safety cap overridden with --force");
+    }
     let run_id = audit::start_run(store, trigger).await?;
     let started = Instant::now();
     tracing::info!(run_id, trigger, steps = plan.steps().count(), "run started");
-    let result = apply_batches(store, config, planned, run_id, stop).await;
+    let result = apply_batches(store, config, planned, lock, run_id, control).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok((applied, interrupted)) => {
             let status = if interrupted { "interrupted" } else { "completed" };
-            let counts = serde_json::to_value(plan.counts()).unwrap_or_default();
             audit::finish_run(store, run_id, status, &counts, None).await?;
             tracing::info!(run_id, status, applied, elapsed_ms, counts = %counts, "run finished");
             Ok(Outcome {
@@ -163,8 +260,9 @@ async fn apply_batches(
     store: &Store,
     config: &Config,
     planned: &Planned,
+    lock: &mut RunLock,
     run_id: u64,
-    stop: &AtomicBool,
+    control: &Control<'_>,
 ) -> Result<(u64, bool), StoreError> {
     let plan = &planned.plan;
     let writer = Writer {
@@ -175,7 +273,7 @@ async fn apply_batches(
         extra_order_meta: &config.personal_data.extra_order_meta_keys,
         extra_user_meta: &config.personal_data.extra_user_meta_keys,
     };
-    let mut conn = store.conn().await?;
+    let conn = lock.conn();
     let (customer_batch, order_batch) = (config.apply.customer_batch, config.apply.order_batch);
     let phases = [
         (Phase::Customers, &plan.customers, customer_batch),
@@ -187,7 +285,7 @@ async fn apply_batches(
     for (phase, steps, size) in phases {
         let batches = steps.len().div_ceil(size);
         for (i, batch) in steps.chunks(size).enumerate() {
-            if stop.load(Ordering::SeqCst) {
+            if *control.stop.borrow() {
                 tracing::warn!(
                     run_id,
                     phase = phase.as_str(),
@@ -197,13 +295,18 @@ async fn apply_batches(
                 );
                 return Ok((applied, true));
             }
+            (control.progress)(Progress {
+                phase: phase.as_str(),
+                batch: i + 1,
+                batches,
+            });
             let started = Instant::now();
             let now = Utc::now();
             match phase {
-                Phase::Customers => writer.customers(&mut conn, run_id, batch, now).await?,
-                Phase::Orders => writer.orders(&mut conn, run_id, batch, now).await?,
-                Phase::Sessions => writer.sessions(&mut conn, run_id, batch, now).await?,
-                Phase::Downloads => writer.downloads(&mut conn, run_id, batch, now).await?,
+                Phase::Customers => writer.customers(conn, run_id, batch, now).await?,
+                Phase::Orders => writer.orders(conn, run_id, batch, now).await?,
+                Phase::Sessions => writer.sessions(conn, run_id, batch, now).await?,
+                Phase::Downloads => writer.downloads(conn, run_id, batch, now).await?,
             }
             applied += batch.len() as u64;
             tracing::info!(

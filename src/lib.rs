@@ -7,6 +7,8 @@
 //! - [`store`] is the only module that speaks SQL: discovery of the WooCommerce schema and the
 //!   service's own tables;
 //! - [`fixture`] generates realistic WooCommerce stores for tests, the demo and benchmarks;
+//! - [`engine`] is one run: lock, plan, apply in batches; [`daemon`] runs it on the schedule
+//!   under systemd;
 //! - [`check`] judges a store and a config for `wc-retention check`;
 //! - [`telemetry`] sets up structured logging.
 
@@ -14,6 +16,7 @@ pub mod anonymise;
 pub mod audit;
 pub mod check;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod fixture;
 pub mod localtime;

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use tokio::sync::watch;
 use wc_retention::config::{self, LogFormat};
-use wc_retention::engine::{self, EngineError};
+use wc_retention::daemon::{self, DaemonError};
+use wc_retention::engine::{self, EngineError, Ran};
 use wc_retention::store::audit;
 use wc_retention::store::{migrations, Store, StoreError};
 use wc_retention::{check, telemetry};
@@ -23,6 +23,7 @@ Exit codes:
      service can work on (missing tables or privileges, own tables from a newer version)
   4  apply refused by the safety cap (see safety.* in the config; --force overrides)
   5  audit verify found a broken hash chain
+  6  apply found another run in progress on this store (the daemon or another apply)
   130 apply stopped by SIGINT/SIGTERM after a whole batch; run it again to finish";
 
 #[derive(Parser)]
@@ -78,6 +79,9 @@ enum Command {
         #[arg(long, value_name = "TIME")]
         now: Option<DateTime<Utc>>,
     },
+    /// Run as a service: apply the policy on the schedule until SIGTERM (see "Deploying on
+    /// a systemd host" in the README). SIGHUP reloads the config; SIGUSR1 runs a cycle now.
+    Run,
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -140,10 +144,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure(1, format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
+    let config::Loaded { config, warnings } = loaded;
+    runtime.block_on(async move {
+        let cfg = &config;
         match cli.command {
             Command::Check { json } => {
-                let report = check::run(cfg, &loaded.warnings).await;
+                let report = check::run(cfg, &warnings).await;
                 let report = match (report, json) {
                     (Ok(r), _) => r,
                     (Err(e), true) => {
@@ -207,6 +213,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 store.close().await;
                 result
             }
+            Command::Run => daemon::run(cli.config, config).await.map_err(|e| match e {
+                DaemonError::Start(e) => e.into(),
+                DaemonError::Signals(_) => Failure(1, e.to_string()),
+            }),
             Command::Audit {
                 command: AuditCommand::Verify,
             } => {
@@ -246,15 +256,34 @@ async fn apply(
     json: bool,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    let planned = engine::plan(store, cfg, now).await?;
     if dry_run {
-        return print_plan(&planned.plan, json);
+        return print_plan(&engine::plan(store, cfg, now).await?.plan, json);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = tokio::spawn(stop_on_signal(stop.clone()));
-    let outcome = engine::apply(store, cfg, &planned, "cli", force, &stop).await;
+    let (stop_tx, stop) = watch::channel(false);
+    let watcher = tokio::spawn(stop_on_signal(stop_tx));
+    let request = engine::Request {
+        trigger: "cli",
+        now,
+        force,
+        done_if_completed_since: None,
+    };
+    let control = engine::Control {
+        stop: &stop,
+        progress: &|_| {},
+    };
+    let ran = engine::run(store, cfg, &request, &control).await;
     watcher.abort();
-    let outcome = outcome?;
+    let (planned, outcome) = match ran? {
+        Ran::Applied { planned, outcome } => (planned, outcome),
+        Ran::Busy => return Err(Failure(6, BUSY.to_owned())),
+        Ran::Stopped => {
+            return Err(Failure(
+                130,
+                "stopped by a signal while planning; nothing was changed".to_owned(),
+            ))
+        }
+        Ran::AlreadyDone(_) => unreachable!("no completed run is asked about"),
+    };
     if json {
         let doc = serde_json::json!({ "plan": planned.plan.to_json(), "outcome": outcome });
         println!(
@@ -277,8 +306,10 @@ async fn apply(
     Ok(())
 }
 
-/// Sets `stop` on SIGINT or SIGTERM: the apply finishes its batch and ends.
-async fn stop_on_signal(stop: Arc<AtomicBool>) {
+const BUSY: &str = "another run holds this store's lock (the daemon, or another apply); nothing was changed: try again when it has finished";
+
+/// Turns `stop` true on SIGINT or SIGTERM: the apply finishes its batch and ends.
+async fn stop_on_signal(stop: watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return;
@@ -288,5 +319,5 @@ async fn stop_on_signal(stop: Arc<AtomicBool>) {
         _ = int.recv() => {}
     }
     tracing::warn!("stop requested: finishing the current batch");
-    stop.store(true, Ordering::SeqCst);
+    let _ = stop.send(true);
 }

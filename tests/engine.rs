@@ -1318,7 +1318,21 @@ async fn the_safety_cap_refuses_a_large_run_until_forced() {
     );
     assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
     assert_eq!(checksums(&shop).await, sums, "a refused run changed the store");
-    assert_eq!(own_tables(&shop).await, 0, "a refused run left a run record");
+    // The refusal is on record for the operator, with its reason; nothing was audited.
+    let mut conn = shop.conn().await;
+    let runs: Vec<(String, String, Option<String>)> = conn
+        .query("SELECT trigger_kind, status, error FROM wp_wc_retention_runs")
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!((runs[0].0.as_str(), runs[0].1.as_str()), ("cli", "refused"), "{runs:?}");
+    let reason = runs[0].2.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("more than safety.max_customers_per_run = 1"),
+        "{reason}"
+    );
+    assert_eq!(audit_rows(&shop).await, 0, "a refused run wrote audit rows");
 
     shop.configure("max_share = 0.1\nmax_customers_per_run = 1000000\n", "");
     let refused = shop.apply(&[]);

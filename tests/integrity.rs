@@ -1256,7 +1256,8 @@ async fn personal_data_saved_back_is_repaired_legacy() {
 
 const SMALL_BATCHES: &str = "[apply]\ncustomer_batch = 5\norder_batch = 20\n";
 
-/// `apply` running as a child process, its stderr lines arriving on a channel.
+/// `wc-retention` (`apply` or the `run` daemon) as a child process, its stderr lines
+/// arriving on a channel.
 struct Running {
     child: std::process::Child,
     lines: mpsc::Receiver<String>,
@@ -1264,25 +1265,18 @@ struct Running {
 }
 
 impl Running {
-    fn start(shop: &Shop) -> Running {
+    fn start(shop: &Shop, args: &[&str]) -> Running {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wc-retention"));
         for (k, _) in std::env::vars() {
             if k.starts_with("WC_RETENTION") || k == "RUST_LOG" {
                 cmd.env_remove(k);
             }
         }
-        cmd.args([
-            "--config",
-            shop.cfg.as_str(),
-            "--log-format",
-            "json",
-            "apply",
-            "--now",
-            NOW,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        cmd.args(["--config", shop.cfg.as_str(), "--log-format", "json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start wc-retention apply");
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -1301,20 +1295,30 @@ impl Running {
         }
     }
 
-    /// Waits for the first "batch applied" log line.
-    fn first_batch(&mut self) {
+    /// Waits for the next log line with this message.
+    fn wait_for(&mut self, message: &str) {
+        let wanted = format!("\"message\":\"{message}\"");
         loop {
             match self.lines.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) => {
-                    let batch = line.contains("\"message\":\"batch applied\"");
+                    let found = line.contains(&wanted);
                     self.stderr.push(line);
-                    if batch {
+                    if found {
                         return;
                     }
                 }
-                Err(e) => panic!("no \"batch applied\" line ({e}):\n{}", self.stderr.join("\n")),
+                Err(e) => panic!("no {message:?} line ({e}):\n{}", self.stderr.join("\n")),
             }
         }
+    }
+
+    fn first_batch(&mut self) {
+        self.wait_for("batch applied");
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill").args(["-s", name, &self.pid()]).status().unwrap();
+        assert!(sent.success(), "kill -s {name}");
     }
 
     fn pid(&self) -> String {
@@ -1480,7 +1484,7 @@ async fn sigterm_stops_after_a_whole_batch_and_a_rerun_finishes() {
     let orders_before = orders(&shop).await;
     let customers_before = customers(&shop).await;
 
-    let mut apply = Running::start(&shop);
+    let mut apply = Running::start(&shop, &["apply", "--now", NOW]);
     apply.first_batch();
     let sent = Command::new("kill").args(["-TERM", &apply.pid()]).status().unwrap();
     assert!(sent.success());
@@ -1514,7 +1518,7 @@ async fn sigkill_at_any_moment_leaves_whole_entities_and_a_rerun_finishes() {
     let orders_before = orders(&shop).await;
     let customers_before = customers(&shop).await;
 
-    let mut apply = Running::start(&shop);
+    let mut apply = Running::start(&shop, &["apply", "--now", NOW]);
     apply.first_batch();
     let delay = random_delay();
     std::thread::sleep(delay);
@@ -1542,6 +1546,68 @@ async fn sigkill_at_any_moment_leaves_whole_entities_and_a_rerun_finishes() {
     rerun_finishes(&shop, "after SIGKILL").await;
     let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
     assert!(problems.is_empty(), "{}", report("after the rerun", &problems));
+    shop.drop().await;
+}
+
+/// A daemon schedule that does not fire during a test: cycles come from signals and from
+/// the catch-up at start.
+const YEARLY: &str = "[schedule]\ncron = \"0 4 1 1 *\"\ntimezone = \"UTC\"\n";
+
+#[tokio::test]
+async fn the_daemon_stops_mid_apply_on_sigterm_and_a_restart_finishes() {
+    let extra = format!("{SMALL_BATCHES}{YEARLY}");
+    let shop = Shop::new("integrity_daemon_sigterm", Mode::HposSync, 100, 63, &extra).await;
+    let orders_before = orders(&shop).await;
+    let customers_before = customers(&shop).await;
+
+    let mut daemon = Running::start(&shop, &["run"]);
+    daemon.wait_for("daemon ready");
+    daemon.signal("USR1");
+    daemon.first_batch();
+    daemon.signal("TERM");
+    let stopping = std::time::Instant::now();
+    let (code, stderr) = daemon.wait();
+    assert_eq!(code, 0, "the daemon's exit after SIGTERM:\n{stderr}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "SIGTERM took {:?}",
+        stopping.elapsed()
+    );
+    let lock = format!("wc-retention:{}:wp_", shop.db.name);
+    let free = shop.rows(&format!("SELECT IS_FREE_LOCK('{lock}') AS free")).await;
+    assert_eq!(get(&free[0], "free"), "1", "the run lock outlived the daemon");
+    let runs = shop.rows("SELECT trigger_kind, status FROM wp_wc_retention_runs").await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (get(&runs[0], "trigger_kind"), get(&runs[0], "status")),
+        ("signal".into(), "interrupted".into())
+    );
+    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
+    assert!(problems.is_empty(), "{}", report("after SIGTERM", &problems));
+
+    // The last run did not complete: the restarted daemon catches up at once.
+    let mut daemon = Running::start(&shop, &["run"]);
+    daemon.wait_for("cycle finished");
+    daemon.signal("TERM");
+    let (code, stderr) = daemon.wait();
+    assert_eq!(code, 0, "{stderr}");
+    let runs = shop
+        .rows("SELECT trigger_kind, status FROM wp_wc_retention_runs ORDER BY id")
+        .await;
+    let last = runs.last().unwrap();
+    assert_eq!(
+        (get(last, "trigger_kind"), get(last, "status")),
+        ("catch-up".into(), "completed".into())
+    );
+    // The daemon acts as of the real clock; so does this plan.
+    let plan = shop.run(&["plan", "--json"]);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(plan["lines"], serde_json::json!([]), "work left after the restart");
+    assert_eq!(shop.verify().code, 0);
+    let twice = nothing_twice(&shop).await;
+    assert!(twice.is_empty(), "{}", report("entities processed twice", &twice));
+    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
+    assert!(problems.is_empty(), "{}", report("after the restart", &problems));
     shop.drop().await;
 }
 

@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Row, Transaction, Value};
+use mysql_async::{Conn, Row, Transaction, Value};
 
-use super::values::{text_of, u64_of};
+use super::values::{text_of, time_of, u64_of};
 use super::{Store, StoreError};
-use crate::audit::{chain_hash, Record, Verification, GENESIS};
+use crate::audit::{chain_hash, Record, RunHistory, Verification, GENESIS};
 use crate::plan::Step;
 
 /// Audit rows per INSERT statement.
@@ -131,6 +131,41 @@ fn broken(rows: u64, id: u64, why: &str) -> Verification {
     Verification {
         rows,
         first_broken: Some((id, why.to_owned())),
+    }
+}
+
+/// Closes the run rows a process left at `running` when it died mid-run (SIGKILL, power
+/// cut); returns how many. Called only under the run lock, so no live run is among them.
+pub async fn abandon_stale_runs(conn: &mut Conn, store: &Store) -> Result<u64, StoreError> {
+    conn.query_drop(format!(
+        "UPDATE {} SET finished_at = UTC_TIMESTAMP(6), status = 'abandoned', \
+         error = 'the process ended without recording an outcome' WHERE status = 'running'",
+        store.table("wc_retention_runs")
+    ))
+    .await
+    .map_err(StoreError::sql("closing abandoned run rows", store))?;
+    Ok(conn.affected_rows())
+}
+
+/// The latest completed run and, if the latest run did not complete, its start. Empty
+/// when the own tables do not exist yet.
+pub async fn history(store: &Store) -> Result<RunHistory, StoreError> {
+    let mut conn = store.conn().await?;
+    let runs = store.table("wc_retention_runs");
+    let sql = format!(
+        "SELECT (SELECT MAX(started_at) FROM {runs} WHERE status = 'completed'), \
+                (SELECT started_at FROM {runs} WHERE status <> 'completed' AND id = (SELECT MAX(id) FROM {runs}))"
+    );
+    match conn.query_first::<Row, _>(sql).await {
+        Ok(row) => {
+            let at = |i: usize| row.as_ref().and_then(|r| r.as_ref(i)).and_then(time_of);
+            Ok(RunHistory {
+                last_completed: at(0),
+                unfinished: at(1),
+            })
+        }
+        Err(mysql_async::Error::Server(e)) if e.code == 1146 => Ok(RunHistory::default()),
+        Err(e) => Err(StoreError::sql("reading the runs table", store)(e)),
     }
 }
 

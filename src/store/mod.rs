@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod audit;
 pub mod discovery;
+pub mod lock;
 pub mod migrations;
 pub mod read;
 mod values;
@@ -87,6 +88,22 @@ impl StoreError {
     /// Whether the server refused for lack of a privilege: an operator's fix, not a bug.
     pub fn is_denied(&self) -> bool {
         matches!(self, StoreError::Sql { source: mysql_async::Error::Server(e), .. } if [1142, 1143, 1227].contains(&e.code))
+    }
+
+    /// Whether waiting and trying again may help: the server is away, restarting or busy,
+    /// rather than the configuration wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } => true,
+            // Too many connections, shutting down, lock wait timeout, deadlock, query
+            // interrupted, connection killed, server gone away, connection lost.
+            StoreError::Sql {
+                source: mysql_async::Error::Server(e),
+                ..
+            } => [1040, 1053, 1205, 1213, 1317, 1927, 2006, 2013].contains(&e.code),
+            StoreError::Sql { .. } => true,
+            _ => false,
+        }
     }
 
     /// Wraps a driver error with what was being done; connection-level failures become

@@ -1,0 +1,637 @@
+//! The daemon as systemd runs it: `wc-retention run` as a child process with a notify
+//! socket, driven by signals. A catch-up at start, two daemons on one store, a reload,
+//! a held lock, a store that is not WooCommerce, and a database server that stops and
+//! starts again under a running daemon.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{wc_retention, write_config, TestDb, SERVICE_PASSWORD};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Opts, OptsBuilder, Pool};
+use serde_json::Value;
+use wc_retention::fixture::{self, Mode, Spec};
+
+/// Long enough for a cycle on a small store on a busy 2-core machine.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// A config that never fires on its own during a test (4:00 on 1 January): cycles come
+/// from a catch-up at start or from SIGUSR1. `password` goes with the URL's account.
+fn config_text(url: &str, password: &str, extra: &str) -> String {
+    format!(
+        "[database]\nurl = \"{url}\"\npassword = \"{password}\"\nconnect_timeout_secs = 3\n\n[log]\nformat = \"json\"\n\n\
+         [schedule]\ncron = \"0 4 1 1 *\"\ntimezone = \"UTC\"\nretry_initial_secs = 1\nretry_max_secs = 2\n\n\
+         [safety]\nmax_share = 1.0\nmax_customers_per_run = 1000000\n\n{extra}"
+    )
+}
+
+/// A generated store on the shared test server with a daemon config for it, connecting
+/// as an account that holds only the privileges of `deploy/grants.sql`.
+struct Shop {
+    db: TestDb,
+    spec: Spec,
+    dir: tempfile::TempDir,
+    url: String,
+    cfg: String,
+}
+
+impl Shop {
+    async fn new(test: &str, customers: u64, extra: &str) -> Shop {
+        let db = TestDb::new(test).await;
+        let spec = Spec::new("wp_", Mode::HposSync, customers, 71);
+        fixture::generate(&db.pool, &spec).await.expect("generate a store");
+        let dir = tempfile::tempdir().unwrap();
+        let url = db.service_url().await;
+        let cfg = write_config(&dir, &config_text(&url, SERVICE_PASSWORD, extra));
+        Shop {
+            db,
+            spec,
+            dir,
+            url,
+            cfg,
+        }
+    }
+
+    /// Replaces the config file, as an operator editing it.
+    fn rewrite_config(&self, extra: &str) {
+        write_config(&self.dir, &config_text(&self.url, SERVICE_PASSWORD, extra));
+    }
+
+    fn cli(&self, args: &[&str]) -> common::Run {
+        let mut all = vec!["--config", self.cfg.as_str()];
+        all.extend_from_slice(args);
+        wc_retention(&all, &[])
+    }
+
+    /// The service last ran more than a year ago: the host was down over the yearly run.
+    async fn ran_long_ago(&self) {
+        let migrate = self.cli(&["migrate"]);
+        assert_eq!(migrate.code, 0, "{}", migrate.all_output());
+        let mut conn = self.db.pool.get_conn().await.unwrap();
+        conn.query_drop(
+            "INSERT INTO wp_wc_retention_runs (trigger_kind, started_at, finished_at, status, counts) \
+             VALUES ('schedule', UTC_TIMESTAMP(6) - INTERVAL 400 DAY, UTC_TIMESTAMP(6) - INTERVAL 400 DAY, 'completed', '{}')",
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Run rows after the seeded one: (trigger, status).
+    async fn runs(&self) -> Vec<(String, String)> {
+        let mut conn = self.db.pool.get_conn().await.unwrap();
+        conn.query("SELECT trigger_kind, status FROM wp_wc_retention_runs WHERE started_at > UTC_TIMESTAMP() - INTERVAL 1 DAY ORDER BY id")
+            .await
+            .unwrap()
+    }
+
+    async fn audited_twice(&self) -> Vec<(String, u64, String, u64)> {
+        let mut conn = self.db.pool.get_conn().await.unwrap();
+        conn.query(
+            "SELECT entity_type, entity_id, action, COUNT(*) FROM wp_wc_retention_audit \
+             GROUP BY entity_type, entity_id, action HAVING COUNT(*) > 1",
+        )
+        .await
+        .unwrap()
+    }
+
+    /// `plan --json` counts per action, as of now.
+    fn planned(&self) -> Value {
+        let plan = self.cli(&["plan", "--json"]);
+        assert_eq!(plan.code, 0, "{}", plan.all_output());
+        let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
+        doc["counts"].clone()
+    }
+
+    fn assert_no_personal_data(&self, out: &str) {
+        for subject in 0..self.spec.subjects() {
+            for value in fixture::identifying_values(&self.spec.person(subject)) {
+                assert!(
+                    value.is_empty() || !out.contains(&value),
+                    "the daemon logged personal data of subject {subject}: {value:?}"
+                );
+            }
+        }
+    }
+}
+
+/// `wc-retention run` as a child, with its JSON log lines and what it told systemd.
+struct Daemon {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    notes: Arc<Mutex<Vec<String>>>,
+    _socket_dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(cfg: &str) -> Daemon {
+        let socket_dir = tempfile::tempdir().unwrap();
+        let socket_path = socket_dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&socket_path).unwrap();
+        let notes = Arc::new(Mutex::new(Vec::new()));
+        let sink = notes.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                sink.lock().unwrap().extend(text.lines().map(str::to_owned));
+            }
+        });
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wc-retention"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("WC_RETENTION")
+                || k == "RUST_LOG"
+                || k.starts_with("NOTIFY_")
+                || k.starts_with("WATCHDOG_")
+            {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(["--config", cfg, "run"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            // Pings every 150 ms, so that a test sees them.
+            .env("WATCHDOG_USEC", "300000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start wc-retention run");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            notes,
+            _socket_dir: socket_dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// The log events with this message, in order.
+    fn events(&self, message: &str) -> Vec<Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == message)
+            .collect()
+    }
+
+    /// Waits for the `n`th event with this message (1-based) and returns it.
+    fn wait_for(&mut self, message: &str, n: usize) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(e) = self.events(message).get(n - 1) {
+                return e.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the daemon exited ({status}) before logging {message:?} #{n}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {message:?} #{n} within {PATIENCE:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap().clone()
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -s {name}");
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the exit; its code and how long it took.
+    fn exit(mut self) -> (i32, Duration, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.code().unwrap_or(-1), started.elapsed(), self.log());
+            }
+            if started.elapsed() > PATIENCE {
+                let _ = self.child.kill();
+                panic!("the daemon did not exit within {PATIENCE:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit, which must be 0.
+    fn stop(self) -> String {
+        self.signal("TERM");
+        let (code, took, log) = self.exit();
+        assert_eq!(code, 0, "exit after SIGTERM:\n{log}");
+        assert!(took < Duration::from_secs(20), "SIGTERM took {took:?}");
+        log
+    }
+}
+
+impl Drop for Daemon {
+    /// A failed test must not leave a daemon behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn position(notes: &[String], prefix: &str) -> Option<usize> {
+    notes.iter().position(|n| n.starts_with(prefix))
+}
+
+#[tokio::test]
+async fn a_run_missed_while_down_happens_at_start_and_systemd_hears_each_step() {
+    let shop = Shop::new("daemon_catch_up", 40, "").await;
+    shop.ran_long_ago().await;
+    let owed = shop.planned();
+    assert!(
+        owed["anonymise_customer"].as_u64().unwrap_or(0) > 0,
+        "the store owes no work: {owed}"
+    );
+
+    let mut daemon = Daemon::start(&shop.cfg);
+    let finished = daemon.wait_for("cycle finished", 1);
+    assert!(finished["applied"].as_u64().unwrap() > 0, "{finished}");
+    let idle = daemon.wait_for("idle until the next run", 1);
+    // The schedule is 04:00 on 1 January, UTC: the next run is logged after the cycle.
+    let next = idle["next_run"].as_str().unwrap();
+    assert!(next.ends_with("-01-01T04:00:00+00:00"), "{idle}");
+    // Watchdog pings every 150 ms while idle.
+    std::thread::sleep(Duration::from_millis(600));
+    let log = daemon.stop();
+
+    assert_eq!(shop.runs().await, [("catch-up".to_owned(), "completed".to_owned())]);
+    assert_eq!(
+        shop.planned(),
+        serde_json::json!({}),
+        "work left after the catch-up run"
+    );
+    shop.assert_no_personal_data(&log);
+    shop.db.drop().await;
+}
+
+#[tokio::test]
+async fn systemd_notifications_come_in_order() {
+    let shop = Shop::new("daemon_notify", 40, "[apply]\ncustomer_batch = 5\n").await;
+    shop.ran_long_ago().await;
+    let mut daemon = Daemon::start(&shop.cfg);
+    daemon.wait_for("cycle finished", 1);
+    std::thread::sleep(Duration::from_millis(600));
+    let notes_before_stop = daemon.notes();
+    daemon.signal("TERM");
+    let notes_handle = daemon.notes.clone();
+    let (code, _, log) = daemon.exit();
+    assert_eq!(code, 0, "{log}");
+    let notes = notes_handle.lock().unwrap().clone();
+
+    let ready = position(&notes, "READY=1").unwrap_or_else(|| panic!("no READY=1 in {notes:?}"));
+    let applying = position(&notes, "STATUS=applying batch 1/")
+        .unwrap_or_else(|| panic!("no \"applying batch\" status in {notes:?}"));
+    assert!(
+        ready < applying,
+        "READY=1 must come after the store check, before work: {notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.starts_with("STATUS=idle, next run ")),
+        "no idle status with the next run: {notes:?}"
+    );
+    let pings = notes_before_stop.iter().filter(|n| *n == "WATCHDOG=1").count();
+    assert!(pings >= 3, "watchdog pings: {pings} in {notes_before_stop:?}");
+    assert_eq!(notes.last().map(String::as_str), Some("STATUS=stopping"), "{notes:?}");
+    assert!(notes.iter().any(|n| n == "STOPPING=1"), "{notes:?}");
+    shop.db.drop().await;
+}
+
+#[tokio::test]
+async fn two_daemons_on_one_store_apply_once() {
+    let shop = Shop::new("daemon_two", 60, "[apply]\ncustomer_batch = 10\norder_batch = 40\n").await;
+    shop.ran_long_ago().await;
+    // Both start owing the missed run; one takes the store's lock and does it.
+    let mut a = Daemon::start(&shop.cfg);
+    let mut b = Daemon::start(&shop.cfg);
+    let settled = |d: &Daemon| {
+        d.events("cycle finished").len()
+            + d.events("another runner holds this store's lock; this run is skipped")
+                .len()
+            + d.events("another runner already did this run's work; skipped").len()
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while settled(&a) + settled(&b) < 2 {
+        assert!(Instant::now() < deadline, "A:\n{}\nB:\n{}", a.log(), b.log());
+        assert!(a.running() && b.running(), "A:\n{}\nB:\n{}", a.log(), b.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let applied = a.events("cycle finished").len() + b.events("cycle finished").len();
+    let (log_a, log_b) = (a.stop(), b.stop());
+    assert_eq!(applied, 1, "A:\n{log_a}\nB:\n{log_b}");
+    assert_eq!(shop.runs().await, [("catch-up".to_owned(), "completed".to_owned())]);
+    assert_eq!(shop.audited_twice().await, []);
+    assert_eq!(shop.planned(), serde_json::json!({}));
+    shop.db.drop().await;
+}
+
+#[tokio::test]
+async fn sighup_changes_the_next_plan_and_a_broken_config_keeps_the_running_one() {
+    let periods = |after: &str| format!("[customers]\ninactive_after = \"{after}\"\n");
+    let shop = Shop::new("daemon_reload", 80, &periods("6 years")).await;
+    let mut daemon = Daemon::start(&shop.cfg);
+    daemon.wait_for("daemon ready", 1);
+    daemon.signal("USR1");
+    let first = daemon.wait_for("plan made", 1);
+    daemon.wait_for("cycle finished", 1);
+
+    // A shorter period: more customers count as gone.
+    shop.rewrite_config(&periods("2 years"));
+    let expected = shop.planned()["anonymise_customer"].as_u64().unwrap_or(0);
+    assert!(expected > 0, "2 years should reach customers 6 years did not");
+    daemon.signal("HUP");
+    daemon.wait_for("configuration reloaded", 1);
+    daemon.signal("USR1");
+    let second = daemon.wait_for("plan made", 2);
+    assert_eq!(
+        second["customers"].as_u64(),
+        Some(expected),
+        "first {first}, second {second}"
+    );
+    daemon.wait_for("cycle finished", 2);
+
+    // Broken: a period that is not one.
+    shop.rewrite_config(&periods("1 fortnight"));
+    daemon.signal("HUP");
+    let rejected = daemon.wait_for("the new configuration is invalid; keeping the running configuration", 1);
+    assert_eq!(rejected["level"], "ERROR");
+    assert!(
+        rejected["error"].as_str().unwrap().contains("customers.inactive_after"),
+        "{rejected}"
+    );
+    // The running schedule (yearly, UTC) still decides the next run, not a default one.
+    let idle = daemon.events("idle until the next run");
+    let next = idle.last().unwrap()["next_run"].as_str().unwrap().to_owned();
+    assert!(next.ends_with("-01-01T04:00:00+00:00"), "{next}");
+    daemon.signal("USR1");
+    let third = daemon.wait_for("plan made", 3);
+    // Still the running config's 2 years, whose work is done: nothing to do.
+    assert_eq!(third["customers"].as_u64(), Some(0), "{third}");
+    assert!(daemon.running());
+    let log = daemon.stop();
+    shop.assert_no_personal_data(&log);
+    shop.db.drop().await;
+}
+
+#[tokio::test]
+async fn a_run_in_progress_elsewhere_is_skipped_not_raced() {
+    let shop = Shop::new("daemon_lock", 30, "").await;
+    let mut holder = shop.db.pool.get_conn().await.unwrap();
+    let name = format!("wc-retention:{}:wp_", shop.db.name);
+    let got: Option<i64> = holder.exec_first("SELECT GET_LOCK(?, 0)", (&name,)).await.unwrap();
+    assert_eq!(got, Some(1));
+
+    let mut daemon = Daemon::start(&shop.cfg);
+    daemon.wait_for("daemon ready", 1);
+    daemon.signal("USR1");
+    daemon.wait_for("another runner holds this store's lock; this run is skipped", 1);
+    // `apply` meets the same lock and says so.
+    let apply = shop.cli(&["apply"]);
+    assert_eq!(apply.code, 6, "{}", apply.all_output());
+    assert!(
+        apply.stderr.contains("another run holds this store's lock"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(shop.runs().await, []);
+
+    holder.exec_drop("DO RELEASE_LOCK(?)", (&name,)).await.unwrap();
+    drop(holder);
+    daemon.signal("USR1");
+    daemon.wait_for("cycle finished", 1);
+    daemon.stop();
+    assert_eq!(shop.runs().await, [("signal".to_owned(), "completed".to_owned())]);
+    shop.db.drop().await;
+}
+
+#[tokio::test]
+async fn a_database_that_is_not_woocommerce_ends_the_daemon_with_its_reason() {
+    let db = TestDb::new("daemon_not_woo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, &config_text(&db.url(), "", ""));
+    let daemon = Daemon::start(&cfg);
+    let notes = daemon.notes.clone();
+    let (code, _, log) = daemon.exit();
+    assert_eq!(code, 3, "{log}");
+    assert!(
+        log.contains("wc-retention: error: database \"wcr_t_daemon_not_woo\" has no WordPress tables"),
+        "{log}"
+    );
+    assert!(position(&notes.lock().unwrap(), "READY=1").is_none());
+    db.drop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// A MariaDB server of the test's own, to stop and start under a running daemon
+// ---------------------------------------------------------------------------------------
+
+struct PrivateServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+fn find(names: &[&str], dirs: &[&str]) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for name in names {
+        for dir in path.split(':').chain(dirs.iter().copied()) {
+            let candidate = Path::new(dir).join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!("none of {names:?} is installed (scripts/test installs mariadb-server)");
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+impl PrivateServer {
+    async fn start() -> PrivateServer {
+        let dir = tempfile::tempdir().unwrap();
+        let install = find(&["mariadb-install-db", "mysql_install_db"], &["/usr/bin"]);
+        let mut cmd = Command::new(install);
+        cmd.arg("--no-defaults");
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        let out = cmd
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = PrivateServer { dir, port, child: None };
+        server.resume().await;
+        server
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Starts the server on its data dir and port; returns once it answers.
+    async fn resume(&mut self) {
+        let server = find(&["mariadbd", "mysqld"], &["/usr/sbin"]);
+        let d = self.dir.path();
+        let mut cmd = Command::new(server);
+        cmd.arg("--no-defaults");
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        cmd.arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", d.join("mysqld.sock").display()))
+            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", d.join("error.log").display()))
+            .args([
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=16M",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(cmd.spawn().expect("start a private mariadbd"));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let pool = Pool::new(Opts::from_url(&self.url("")).unwrap());
+            let up = pool.get_conn().await.is_ok();
+            pool.disconnect().await.ok();
+            if up {
+                return;
+            }
+            let log = std::fs::read_to_string(d.join("error.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "the private server did not start:\n{log}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Shuts the server down (SIGTERM, as systemctl stop does) and waits for it.
+    fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_daemon_outlives_a_database_restart_and_recovers() {
+    let mut server = PrivateServer::start().await;
+    let admin = Pool::new(Opts::from_url(&server.url("")).unwrap());
+    admin
+        .get_conn()
+        .await
+        .unwrap()
+        .query_drop("CREATE DATABASE shop CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci")
+        .await
+        .unwrap();
+    admin.disconnect().await.unwrap();
+    let pool = Pool::new(OptsBuilder::from_opts(Opts::from_url(&server.url("shop")).unwrap()));
+    let spec = Spec::new("wp_", Mode::HposSync, 40, 72);
+    fixture::generate(&pool, &spec).await.expect("generate a store");
+    pool.disconnect().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, &config_text(&server.url("shop"), "", ""));
+
+    // Down at start: the daemon waits for it and is not ready.
+    server.pause();
+    let mut daemon = Daemon::start(&cfg);
+    let waiting = daemon.wait_for("cannot check the store yet; waiting", 2);
+    assert!(
+        waiting["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the database server"),
+        "{waiting}"
+    );
+    assert_eq!(position(&daemon.notes(), "READY=1"), None);
+    server.resume().await;
+    daemon.wait_for("daemon ready", 1);
+    assert!(position(&daemon.notes(), "READY=1").is_some());
+    daemon.signal("USR1");
+    daemon.wait_for("cycle finished", 1);
+
+    // Down during the next cycle: logged with its cause, retried, recovered.
+    server.pause();
+    daemon.signal("USR1");
+    let failed = daemon.wait_for("cycle failed", 1);
+    assert_eq!(failed["level"], "ERROR");
+    daemon.wait_for("cycle failed: retrying with backoff", 2);
+    assert!(daemon.running());
+    server.resume().await;
+    let recovered = daemon.wait_for("cycle finished", 2);
+    assert!(recovered["run_id"].as_u64().is_some(), "{recovered}");
+    let log = daemon.stop();
+    for line in log.lines().filter(|l| l.contains("\"level\":\"ERROR\"")) {
+        assert!(!line.contains("panicked"), "{line}");
+    }
+    let mut conn = mysql_async::Conn::new(Opts::from_url(&server.url("shop")).unwrap())
+        .await
+        .unwrap();
+    let runs: Vec<(String, String)> = conn
+        .query("SELECT trigger_kind, status FROM wp_wc_retention_runs ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(runs.last().map(|r| r.1.as_str()), Some("completed"), "{runs:?}");
+    assert_eq!(runs.first().map(|r| r.1.as_str()), Some("completed"), "{runs:?}");
+    conn.disconnect().await.unwrap();
+}
