@@ -64,7 +64,36 @@ pub struct Config {
     /// How `apply` splits its work into transactions.
     #[serde(default)]
     pub apply: ApplyConfig,
+    /// `[[processors]]`: the other companies that hold customers' data for the shop,
+    /// named in exports and given a follow-up task when a person is forgotten.
+    #[serde(default)]
+    pub processors: Vec<Processor>,
 }
+
+/// One `[[processors]]` entry.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Processor {
+    /// The company, e.g. "Mollie".
+    pub name: String,
+    /// What it does for the shop, e.g. "payment processing".
+    pub purpose: String,
+    /// The data categories it holds: any of [`DATA_CATEGORIES`].
+    pub categories: Vec<String>,
+    /// Where it processes the data (ISO 3166 country code, e.g. "NL").
+    pub country: String,
+}
+
+/// The categories of personal data the service knows, as exports group them.
+pub const DATA_CATEGORIES: [&str; 7] = [
+    "profile",
+    "addresses",
+    "orders",
+    "order_notes",
+    "reviews",
+    "downloads",
+    "payment_tokens",
+];
 
 /// `[database]`
 #[derive(Debug, Deserialize)]
@@ -412,6 +441,9 @@ pub struct Requests {
     /// How long the shop has to answer a request.
     #[serde(default = "default_deadline")]
     pub deadline: Period,
+    /// Where subject-access exports are written (mode 0600), one JSON file per request.
+    #[serde(default = "default_export_dir")]
+    pub export_dir: PathBuf,
 }
 
 impl Default for ScheduleConfig {
@@ -444,6 +476,7 @@ impl Default for Requests {
             pepper: None,
             pepper_file: None,
             deadline: default_deadline(),
+            export_dir: default_export_dir(),
         }
     }
 }
@@ -525,6 +558,9 @@ fn default_customer_batch() -> usize {
 }
 fn default_order_batch() -> usize {
     1500
+}
+fn default_export_dir() -> PathBuf {
+    PathBuf::from("/var/lib/wc-retention/exports")
 }
 fn default_deadline() -> Period {
     "30 days".parse().expect("the default deadline is valid")
@@ -774,6 +810,19 @@ impl Loaded {
         ] {
             if !(1..=10_000).contains(&n) {
                 problems.push(format!("  {key}: {n} is out of range: use 1 to 10000"));
+            }
+        }
+        for (i, p) in c.processors.iter().enumerate() {
+            for (key, value) in [("name", &p.name), ("purpose", &p.purpose), ("country", &p.country)] {
+                if value.trim().is_empty() {
+                    problems.push(format!("  processors[{i}].{key}: must not be empty"));
+                }
+            }
+            for category in p.categories.iter().filter(|c| !DATA_CATEGORIES.contains(&c.as_str())) {
+                problems.push(format!(
+                    "  processors[{i}].categories: {category:?} is not a data category; use any of {}",
+                    DATA_CATEGORIES.join(", ")
+                ));
             }
         }
         let (initial, max) = (c.schedule.retry_initial_secs, c.schedule.retry_max_secs);

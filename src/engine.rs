@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::localtime::ShopZone;
 use crate::plan::Plan;
-use crate::policy::{Planner, PolicyError, Restrictions, Rules};
+use crate::policy::{Erasure, Planner, PolicyError, Restrictions, Rules};
 use crate::store::apply::Writer;
 use crate::store::lock::RunLock;
 use crate::store::read::Reader;
@@ -39,8 +39,30 @@ pub struct Planned {
     own_schema: Option<u32>,
 }
 
+/// The shop's time zone as WordPress has it (UTC when unset or unreadable): its local
+/// columns (`post_date`, `post_modified`) are written in it.
+pub async fn shop_zone(store: &Store) -> Result<ShopZone, EngineError> {
+    Ok(zone_of(&discover(store).await?))
+}
+
+fn zone_of(d: &crate::store::Discovery) -> ShopZone {
+    d.shop_timezone
+        .as_deref()
+        .and_then(ShopZone::parse)
+        .unwrap_or(ShopZone::Named(chrono_tz::UTC))
+}
+
 /// Reads the store and decides. Changes nothing.
 pub async fn plan(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Planned, EngineError> {
+    plan_for(store, config, now, None).await
+}
+
+async fn plan_for(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+    erasure: Option<Erasure>,
+) -> Result<Planned, EngineError> {
     let started = Instant::now();
     let d = discover(store).await?;
     let problems = d.problems();
@@ -48,11 +70,7 @@ pub async fn plan(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<
         return Err(EngineError::Unworkable(problems));
     }
     let layout = Layout::of(d.order_storage);
-    let zone = d
-        .shop_timezone
-        .as_deref()
-        .and_then(ShopZone::parse)
-        .unwrap_or(ShopZone::Named(chrono_tz::UTC));
+    let zone = zone_of(&d);
     let mut conn = store.conn().await?;
     let mut reader = Reader {
         store,
@@ -66,7 +84,8 @@ pub async fn plan(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<
         Default::default()
     };
     let pepper = config.requests.pepper.as_ref().map(|p| p.expose());
-    let rules = Rules::new(config, zone, now, Restrictions::new(pepper, hashes)?)?;
+    let mut rules = Rules::new(config, zone, now, Restrictions::new(pepper, hashes)?)?;
+    rules.erasure = erasure;
     let mut planner = Planner::new(&rules);
     reader.customers(|f| planner.customer(f)).await?;
     reader.guests(|f| planner.guest(f)).await?;
@@ -108,6 +127,10 @@ pub struct Request<'a> {
     /// The run is not needed when a run that started at or after this time completed:
     /// another runner did the work while this one waited for the lock.
     pub done_if_completed_since: Option<DateTime<Utc>>,
+    /// How long to wait for another runner's lock; 0 gives up at once.
+    pub lock_wait_secs: u32,
+    /// Plan for this one person only, whatever their activity (`forget`).
+    pub erasure: Option<Erasure>,
 }
 
 /// How [`run`] ended without an error.
@@ -131,7 +154,7 @@ pub async fn run(
     request: &Request<'_>,
     control: &Control<'_>,
 ) -> Result<Ran, EngineError> {
-    let Some(mut lock) = RunLock::try_acquire(store).await? else {
+    let Some(mut lock) = RunLock::acquire(store, request.lock_wait_secs).await? else {
         return Ok(Ran::Busy);
     };
     let result = run_locked(store, config, request, control, &mut lock).await;
@@ -154,10 +177,10 @@ async fn run_locked(
     // Planning only reads, so a stop cuts it short rather than waiting for it.
     let mut stop = control.stop.clone();
     let planned = tokio::select! {
-        planned = plan(store, config, request.now) => planned?,
+        planned = plan_for(store, config, request.now, request.erasure.clone()) => planned?,
         _ = stop.wait_for(|stop| *stop) => return Ok(Ran::Stopped),
     };
-    let outcome = apply(store, config, &planned, lock, request.trigger, request.force, control).await?;
+    let outcome = apply(store, config, &planned, lock, request, control).await?;
     Ok(Ran::Applied {
         planned: Box::new(planned),
         outcome,
@@ -191,18 +214,19 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
-/// Applies a plan in batches, on the connection that holds the run lock. `force` overrides
-/// the safety cap; a refusal is recorded as a run with status `refused`. The stop flag is
-/// checked between batches, so a stop never leaves a batch half done.
+/// Applies a plan in batches, on the connection that holds the run lock. The safety cap
+/// guards policy runs (an erasure is one person, asked for); `force` overrides it, and a
+/// refusal is recorded as a run with status `refused`. The stop flag is checked between
+/// batches, so a stop never leaves a batch half done.
 async fn apply(
     store: &Store,
     config: &Config,
     planned: &Planned,
     lock: &mut RunLock,
-    trigger: &str,
-    force: bool,
+    request: &Request<'_>,
     control: &Control<'_>,
 ) -> Result<Outcome, EngineError> {
+    let (trigger, force) = (request.trigger, request.force);
     let plan = &planned.plan;
     // Discovery has just read the version; migrate (which also refuses newer tables)
     // only when it is not this build's.
@@ -217,7 +241,11 @@ async fn apply(
         );
     }
     let counts = serde_json::to_value(plan.counts()).unwrap_or_default();
-    if let Err(reason) = plan.check_cap(config.safety.max_customers_per_run, config.safety.max_share) {
+    let capped = request.erasure.is_none();
+    if let Err(reason) = plan
+        .check_cap(config.safety.max_customers_per_run, config.safety.max_share)
+        .or_else(|reason| if capped { Err(reason) } else { Ok(()) })
+    {
         if !force {
             let run_id = audit::start_run(store, trigger).await?;
             audit::finish_run(store, run_id, "refused", &counts, Some(&reason)).await?;

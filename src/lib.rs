@@ -24,6 +24,7 @@ pub mod period;
 pub mod php;
 pub mod plan;
 pub mod policy;
+pub mod requests;
 pub mod schedule;
 pub mod store;
 pub mod subject;

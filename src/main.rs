@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use wc_retention::config::{self, LogFormat};
 use wc_retention::daemon::{self, DaemonError};
 use wc_retention::engine::{self, EngineError, Ran};
+use wc_retention::requests::{self, RequestError, Who};
 use wc_retention::store::audit;
 use wc_retention::store::{migrations, Store, StoreError};
 use wc_retention::{check, telemetry};
@@ -82,11 +83,75 @@ enum Command {
     /// Run as a service: apply the policy on the schedule until SIGTERM (see "Deploying on
     /// a systemd host" in the README). SIGHUP reloads the config; SIGUSR1 runs a cycle now.
     Run,
+    /// Forget a person now (an erasure request): their accounts anonymised, their orders
+    /// minimised while invoices must be kept and anonymised otherwise; registered and
+    /// completed in the request register.
+    Forget {
+        #[command(flatten)]
+        who: WhoArgs,
+    },
+    /// Restrict processing of a person's data: every automatic rule skips them until
+    /// `unrestrict`; registered in the request register.
+    Restrict {
+        #[command(flatten)]
+        who: WhoArgs,
+    },
+    /// Lift a person's restriction.
+    Unrestrict {
+        #[command(flatten)]
+        who: WhoArgs,
+    },
+    /// The register of data-subject requests.
+    Requests {
+        #[command(subcommand)]
+        command: RequestsCommand,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// The person a request is about: exactly one of the two.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct WhoArgs {
+    /// Their email address (account or guest orders).
+    #[arg(long, value_name = "EMAIL")]
+    email: Option<String>,
+    /// Their WordPress user id.
+    #[arg(long, value_name = "ID")]
+    user_id: Option<u64>,
+}
+
+impl WhoArgs {
+    fn who(&self) -> Who {
+        match (&self.email, self.user_id) {
+            (Some(e), _) => Who::Email(e.clone()),
+            (None, Some(id)) => Who::UserId(id),
+            (None, None) => unreachable!("clap requires one of --email and --user-id"),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum RequestsCommand {
+    /// List the register, newest first: kind, status, received, deadline, completed.
+    List {
+        /// Only requests not answered yet.
+        #[arg(long)]
+        open: bool,
+        /// Only unanswered requests past their deadline.
+        #[arg(long)]
+        overdue: bool,
+        /// Print JSON (on stdout).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pick up the shop's WordPress privacy requests now (the daemon does it each cycle):
+    /// register them, carry out confirmed erasures, mark them completed in WordPress.
+    Sync,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +170,21 @@ impl From<EngineError> for Failure {
             EngineError::Unworkable(_) => Failure(3, e.to_string()),
             EngineError::Policy(_) => Failure(2, e.to_string()),
             EngineError::Cap(_) => Failure(4, e.to_string()),
+        }
+    }
+}
+
+impl From<RequestError> for Failure {
+    fn from(e: RequestError) -> Failure {
+        match e {
+            RequestError::Engine(e) => e.into(),
+            RequestError::Store(e) => e.into(),
+            RequestError::Busy(_) => Failure(6, e.to_string()),
+            RequestError::Stopped(_) => Failure(130, e.to_string()),
+            RequestError::NoPepper
+            | RequestError::NotAnEmail
+            | RequestError::NoSuchUser(_)
+            | RequestError::NoEmail(_) => Failure(2, e.to_string()),
         }
     }
 }
@@ -217,6 +297,65 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 DaemonError::Start(e) => e.into(),
                 DaemonError::Signals(_) => Failure(1, e.to_string()),
             }),
+            Command::Forget { who } => {
+                let store = Store::open(&cfg.database)?;
+                let result = forget(&store, cfg, &who.who()).await;
+                store.close().await;
+                result
+            }
+            Command::Restrict { who } => {
+                let store = Store::open(&cfg.database)?;
+                let result = async {
+                    let subject = requests::resolve(&store, cfg, &who.who()).await?;
+                    requests::restrict(&store, cfg, &subject).await
+                }
+                .await;
+                store.close().await;
+                match result? {
+                    (id, true) => println!(
+                        "request {id}: restriction registered; automatic rules skip this person until unrestrict"
+                    ),
+                    (id, false) => println!("already restricted (request {id})"),
+                }
+                Ok(())
+            }
+            Command::Unrestrict { who } => {
+                let store = Store::open(&cfg.database)?;
+                let result = async {
+                    let subject = requests::resolve(&store, cfg, &who.who()).await?;
+                    requests::unrestrict(&store, &subject).await
+                }
+                .await;
+                store.close().await;
+                match result? {
+                    0 => println!("no restriction was in force for this person"),
+                    n => println!("{n} restriction(s) lifted"),
+                }
+                Ok(())
+            }
+            Command::Requests {
+                command: RequestsCommand::List { open, overdue, json },
+            } => {
+                let store = Store::open(&cfg.database)?;
+                let entries = requests::list(&store, open, overdue).await;
+                store.close().await;
+                print_register(&entries?, json)
+            }
+            Command::Requests {
+                command: RequestsCommand::Sync,
+            } => {
+                let store = Store::open(&cfg.database)?;
+                let stop = StopOnSignal::install();
+                let synced = requests::sync(&store, cfg, 300, &stop.control()).await;
+                store.close().await;
+                let s = synced?;
+                println!(
+                    "WordPress privacy requests: {} newly registered, {} erasures carried out and marked completed, \
+                     {} unconfirmed (registered, not carried out), {} confirmed exports waiting",
+                    s.registered, s.erased, s.unconfirmed, s.exports_waiting
+                );
+                Ok(())
+            }
             Command::Audit {
                 command: AuditCommand::Verify,
             } => {
@@ -234,6 +373,46 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
     })
+}
+
+async fn forget(store: &Store, cfg: &config::Config, who: &Who) -> Result<(), Failure> {
+    let subject = requests::resolve(store, cfg, who).await?;
+    let stop = StopOnSignal::install();
+    let f = requests::forget(store, cfg, &subject, "request", &stop.control()).await?;
+    for w in &f.warnings {
+        println!("warning: {w}");
+    }
+    println!(
+        "request {}: erasure completed in run {} ({} steps applied)",
+        f.request_id, f.outcome.run_id, f.outcome.applied
+    );
+    Ok(())
+}
+
+fn print_register(entries: &[wc_retention::store::requests::Entry], json: bool) -> Result<(), Failure> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(entries).map_err(|e| Failure(1, e.to_string()))?
+        );
+        return Ok(());
+    }
+    let day = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d").to_string());
+    println!("   id  kind      status     received    deadline    completed   subject       wp request");
+    for e in entries {
+        println!(
+            "{:>5}  {:<8}  {:<9}  {:<10}  {:<10}  {:<10}  {:<12}  {}",
+            e.id,
+            e.kind,
+            e.status,
+            day(e.received),
+            day(e.deadline),
+            day(e.completed),
+            e.subject,
+            e.wp_request_id.map_or("-".to_owned(), |id| id.to_string())
+        );
+    }
+    Ok(())
 }
 
 fn print_plan(plan: &wc_retention::plan::Plan, json: bool) -> Result<(), Failure> {
@@ -259,20 +438,16 @@ async fn apply(
     if dry_run {
         return print_plan(&engine::plan(store, cfg, now).await?.plan, json);
     }
-    let (stop_tx, stop) = watch::channel(false);
-    let watcher = tokio::spawn(stop_on_signal(stop_tx));
+    let stop = StopOnSignal::install();
     let request = engine::Request {
         trigger: "cli",
         now,
         force,
         done_if_completed_since: None,
+        lock_wait_secs: 0,
+        erasure: None,
     };
-    let control = engine::Control {
-        stop: &stop,
-        progress: &|_| {},
-    };
-    let ran = engine::run(store, cfg, &request, &control).await;
-    watcher.abort();
+    let ran = engine::run(store, cfg, &request, &stop.control()).await;
     let (planned, outcome) = match ran? {
         Ran::Applied { planned, outcome } => (planned, outcome),
         Ran::Busy => return Err(Failure(6, BUSY.to_owned())),
@@ -308,7 +483,36 @@ async fn apply(
 
 const BUSY: &str = "another run holds this store's lock (the daemon, or another apply); nothing was changed: try again when it has finished";
 
-/// Turns `stop` true on SIGINT or SIGTERM: the apply finishes its batch and ends.
+/// While a command changes the store, SIGINT or SIGTERM ask it to stop after the batch
+/// in progress.
+struct StopOnSignal {
+    stop: watch::Receiver<bool>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl StopOnSignal {
+    fn install() -> StopOnSignal {
+        let (tx, stop) = watch::channel(false);
+        StopOnSignal {
+            stop,
+            watcher: tokio::spawn(stop_on_signal(tx)),
+        }
+    }
+
+    fn control(&self) -> engine::Control<'_> {
+        engine::Control {
+            stop: &self.stop,
+            progress: &|_| {},
+        }
+    }
+}
+
+impl Drop for StopOnSignal {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
 async fn stop_on_signal(stop: watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {

@@ -45,6 +45,17 @@ impl Period {
         localtime::resolve(&t.timezone(), shifted)
     }
 
+    /// The moment this period after `t`, counted the same way as [`Period::before`]: a
+    /// request received on 31 January with one month to answer is due on 28 February.
+    pub fn after<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        let n = localtime::wall_clock(t)?;
+        let shifted = match self.unit {
+            Unit::Days | Unit::Weeks => n.checked_add_days(Days::new(self.days()?)),
+            Unit::Months | Unit::Years => n.checked_add_months(Months::new(self.months()?)),
+        }?;
+        localtime::resolve(&t.timezone(), shifted)
+    }
+
     fn days(&self) -> Option<u64> {
         let per = if self.unit == Unit::Weeks { 7 } else { 1 };
         u64::from(self.amount).checked_mul(per)
@@ -104,6 +115,19 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn after_counts_calendar_units_forward() {
+        let p = |s: &str| s.parse::<Period>().unwrap();
+        let t = at("2026-01-31T10:00:00Z");
+        assert_eq!(p("1 month").after(&t), Some(at("2026-02-28T10:00:00Z")));
+        assert_eq!(p("30 days").after(&t), Some(at("2026-03-02T10:00:00Z")));
+        assert_eq!(p("2 weeks").after(&t), Some(at("2026-02-14T10:00:00Z")));
+        assert_eq!(
+            p("1 year").after(&at("2028-02-29T00:00:00Z")),
+            Some(at("2029-02-28T00:00:00Z"))
+        );
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum Rule {
     /// Personal data that came back into an entity already processed (an admin screen or
     /// a background job saved old values over the service's work).
     Repair,
+    /// The person asked to be forgotten (`forget`, a WordPress erasure request).
+    ErasureRequest,
 }
 
 impl Rule {
@@ -45,6 +47,7 @@ impl Rule {
             Rule::ExpiredSession => "expired_session",
             Rule::DownloadIp => "download_ip",
             Rule::Repair => "repair",
+            Rule::ErasureRequest => "erasure_request",
         }
     }
 
@@ -54,7 +57,7 @@ impl Rule {
     pub fn forgets_subject(self) -> bool {
         matches!(
             self,
-            Rule::InactiveCustomer | Rule::InactiveGuest | Rule::AccountDeleted | Rule::Repair
+            Rule::InactiveCustomer | Rule::InactiveGuest | Rule::AccountDeleted | Rule::Repair | Rule::ErasureRequest
         )
     }
 }

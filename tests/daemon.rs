@@ -635,3 +635,43 @@ async fn the_daemon_outlives_a_database_restart_and_recovers() {
     assert_eq!(runs.first().map(|r| r.1.as_str()), Some("completed"), "{runs:?}");
     conn.disconnect().await.unwrap();
 }
+
+#[tokio::test]
+async fn each_cycle_picks_up_wordpress_requests_and_warns_about_overdue_ones() {
+    let extra = "[requests]\npepper = \"daemon-tests-pepper-0123456789abcdef\"\ndeadline = \"7 days\"\n";
+    let shop = Shop::new("daemon_requests", 40, extra).await;
+    let mut daemon = Daemon::start(&shop.cfg);
+    daemon.wait_for("daemon ready", 1);
+    daemon.signal("USR1");
+    let picked = daemon.wait_for("WordPress privacy requests picked up", 1);
+    assert_eq!(picked["erased"], 1, "{picked}");
+    let overdue = daemon.wait_for("request overdue: answer it now", 1);
+    assert_eq!(overdue["level"], "WARN");
+    assert!(overdue["request_id"].as_u64().is_some(), "{overdue}");
+    daemon.wait_for("cycle finished", 1);
+    let log = daemon.stop();
+    shop.assert_no_personal_data(&log);
+    let mut conn = shop.db.pool.get_conn().await.unwrap();
+    let completed: Option<u64> = conn
+        .query_first(
+            "SELECT COUNT(*) FROM wp_posts WHERE post_type = 'user_request' \
+             AND post_name = 'remove_personal_data' AND post_status = 'request-completed'",
+        )
+        .await
+        .unwrap();
+    assert!(completed.unwrap_or(0) >= 1);
+    // The erasure's own run does not stand in for the policy run of the cycle.
+    let runs: Vec<(String, String)> = conn
+        .query("SELECT trigger_kind, status FROM wp_wc_retention_runs ORDER BY id")
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(
+        runs,
+        [
+            ("wordpress".to_owned(), "completed".to_owned()),
+            ("signal".to_owned(), "completed".to_owned())
+        ]
+    );
+    shop.db.drop().await;
+}

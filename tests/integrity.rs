@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{wc_retention, write_config, Run, TestDb, ADDRESS_FIELDS, SERVICE_PASSWORD};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Opts, Row, Value as Sql};
+use mysql_async::{Row, Value as Sql};
 use serde_json::Value;
 use wc_retention::fixture::{self, Mode, Spec};
 
@@ -490,41 +490,6 @@ async fn forgotten(shop: &Shop, before: &BTreeMap<u64, OrderState>, after: &BTre
 // The dump
 // ---------------------------------------------------------------------------------------
 
-/// A full dump of the test database, one row per line.
-fn dump(db: &TestDb) -> String {
-    let opts = Opts::from_url(&common::server_url()).unwrap();
-    let tool = ["mariadb-dump", "mysqldump"]
-        .into_iter()
-        .find(|t| {
-            Command::new(t)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("mariadb-dump or mysqldump on the PATH");
-    let mut cmd = Command::new(tool);
-    cmd.args([
-        "--no-defaults",
-        "--protocol=TCP",
-        "--skip-extended-insert",
-        "--no-tablespaces",
-    ])
-    .arg(format!("--host={}", opts.ip_or_hostname()))
-    .arg(format!("--port={}", opts.tcp_port()))
-    .arg(format!("--user={}", opts.user().unwrap_or("root")))
-    .arg(&db.name);
-    if let Some(pass) = opts.pass() {
-        cmd.env("MYSQL_PWD", pass);
-    }
-    let out = cmd.output().expect("run the dump tool");
-    assert!(
-        out.status.success(),
-        "{tool} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("the dump is UTF-8")
-}
-
 /// A value as the dump writes it inside a quoted string.
 fn dumped(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\'', "\\'").replace('"', "\\\"")
@@ -590,7 +555,7 @@ async fn dump_holds_only_retained_invoices(test: &str, mode: Mode, seed: u64, pr
         f.guests
     );
 
-    let dump = dump(&shop.db);
+    let dump = shop.db.dump();
     let lines: Vec<&str> = dump
         .lines()
         .filter(|l| {

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::audit::RunHistory;
 use crate::config::{self, Config};
 use crate::engine::{self, Control, EngineError, Progress, Ran, Request};
+use crate::requests;
 use crate::store::{audit, discover, migrations, Store};
 use notify::Heartbeat;
 
@@ -39,11 +40,29 @@ pub enum DaemonError {
 
 /// One cycle: the work the schedule, a catch-up, a retry or SIGUSR1 asks for.
 pub async fn run_once(store: &Store, config: &Config, due: &Due, control: &Control<'_>) -> Result<Ran, EngineError> {
+    // Requests first: a confirmed erasure is owed now. A failure here (no pepper, a run of
+    // another daemon holding the lock) must not cost the retention run; it is retried
+    // next cycle.
+    match requests::sync(store, config, 0, control).await {
+        Ok(s) if s.registered + s.erased > 0 => tracing::info!(
+            registered = s.registered,
+            erased = s.erased,
+            unconfirmed = s.unconfirmed,
+            "WordPress privacy requests picked up"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "WordPress privacy requests not picked up"),
+    }
+    if let Err(e) = requests::warn_due(store, Utc::now()).await {
+        tracing::warn!(error = %e, "could not read the request register for due requests");
+    }
     let request = Request {
         trigger: due.trigger,
         now: Utc::now(),
         force: false,
         done_if_completed_since: Some(due.since),
+        lock_wait_secs: 0,
+        erasure: None,
     };
     engine::run(store, config, &request, control).await
 }

@@ -17,7 +17,7 @@ use crate::config::{CustomerAction, UnpaidAction};
 use crate::php;
 use crate::plan::{Action, Plan, Rule, Step};
 
-pub use rules::{PolicyError, Restrictions, Rules};
+pub use rules::{Erasure, PolicyError, Restrictions, Rules};
 
 /// An account's or guest's orders, as activity and openness.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -188,8 +188,13 @@ impl<'r> Planner<'r> {
                 return;
             }
         };
+        let is_customer = !roles.is_empty() && roles.iter().all(|role| r.customer_roles.contains(role));
+        if let Some(erasure) = &r.erasure {
+            self.erasure_customer(erasure, f, is_customer);
+            return;
+        }
         // No role on this site, or any role beyond the customer roles: not a customer.
-        if roles.is_empty() || !roles.iter().all(|role| r.customer_roles.contains(role)) {
+        if !is_customer {
             self.untouchable(f);
             return;
         }
@@ -226,6 +231,32 @@ impl<'r> Planner<'r> {
             self.plan.subjects_forgotten += 1;
             self.push_customer(Rule::InactiveCustomer, action, f.user_id);
         }
+    }
+
+    /// An erasure request: the person's accounts go now, whatever their activity,
+    /// protection or restriction; everyone else is left alone. A staff account is kept
+    /// (an administrator is removed by hand) with a warning.
+    fn erasure_customer(&mut self, erasure: &Erasure, f: &CustomerFacts, is_customer: bool) {
+        if !erasure.covers_user(f.user_id, &f.email) {
+            self.untouchable(f);
+            return;
+        }
+        self.plan.subjects_total += 1;
+        if !is_customer {
+            self.warn(format!(
+                "user {}: has a role outside customers.roles; the account is kept, its orders are processed",
+                f.user_id
+            ));
+        } else if !(f.anonymised && looks_anonymised(&f.email)) {
+            let action = match self.rules.customer_action {
+                CustomerAction::Anonymise => Action::AnonymiseCustomer,
+                CustomerAction::Delete => Action::DeleteCustomer,
+            };
+            self.push_customer(Rule::ErasureRequest, action, f.user_id);
+        }
+        self.plan.subjects_forgotten += 1;
+        self.gone_users.insert(f.user_id);
+        self.gone_account_emails.insert(f.email.clone());
     }
 
     /// The latest of every activity signal; see the README's "Last activity".
@@ -266,6 +297,18 @@ impl<'r> Planner<'r> {
     /// Pass 2: one guest email.
     pub fn guest(&mut self, f: &GuestFacts) {
         let r = self.rules;
+        if let Some(erasure) = &r.erasure {
+            if f.email == erasure.email {
+                if !f.has_account {
+                    self.plan.subjects_total += 1;
+                    self.plan.subjects_forgotten += 1;
+                }
+                self.gone_guests.insert(f.email.clone());
+            } else {
+                self.untouchable_guests.insert(f.email.clone());
+            }
+            return;
+        }
         if !f.has_account {
             self.plan.subjects_total += 1;
         }
@@ -303,6 +346,10 @@ impl<'r> Planner<'r> {
     /// Pass 3: one order, in order-id order.
     pub fn order(&mut self, f: &OrderFacts) {
         let r = self.rules;
+        if let Some(erasure) = &r.erasure {
+            self.erasure_order(erasure, f);
+            return;
+        }
         let untouchable = match &f.account {
             Account::Present { .. } => self.untouchable_users.contains(&f.customer_id),
             Account::Guest => self.untouchable_guests.contains(&f.email),
@@ -365,6 +412,35 @@ impl<'r> Planner<'r> {
         }
     }
 
+    /// An erasure request's orders: minimised while an invoice must be kept, anonymised
+    /// otherwise; an order being fulfilled is kept, with a warning, until it is done.
+    fn erasure_order(&mut self, erasure: &Erasure, f: &OrderFacts) {
+        let guest = !matches!(f.account, Account::Present { .. });
+        if !erasure.covers_order(f.customer_id, &f.email, guest) {
+            return;
+        }
+        if f.processed != Processed::No {
+            self.processed_order(f);
+            return;
+        }
+        if OPEN_STATUSES.contains(&f.status.as_str()) {
+            self.warn(format!(
+                "order {}: being fulfilled; kept until it is done, then forget again",
+                f.id
+            ));
+            return;
+        }
+        let action = match self.invoice_retained(f) {
+            Some(true) => Action::MinimiseOrder,
+            Some(false) | None => Action::AnonymiseOrder,
+        };
+        self.plan.orders.push(Step {
+            rule: Rule::ErasureRequest,
+            action,
+            id: f.id,
+        });
+    }
+
     /// `Some(true)` while an invoice must be kept, `Some(false)` after; `None` for orders
     /// that are not invoices.
     fn invoice_retained(&mut self, f: &OrderFacts) -> Option<bool> {
@@ -394,7 +470,8 @@ impl<'r> Planner<'r> {
 
     /// Pass 4: sessions and download logs.
     pub fn session(&mut self, f: &SessionFacts) {
-        if self.rules.expired_sessions && f.expiry < self.rules.now.timestamp() {
+        // An erasure's sessions go with the account.
+        if self.rules.erasure.is_none() && self.rules.expired_sessions && f.expiry < self.rules.now.timestamp() {
             self.plan.sessions.push(Step {
                 rule: Rule::ExpiredSession,
                 action: Action::DeleteSession,
@@ -404,6 +481,10 @@ impl<'r> Planner<'r> {
     }
 
     pub fn download(&mut self, f: &DownloadFacts) {
+        if self.rules.erasure.is_some() {
+            // The person's download logs go with their orders.
+            return;
+        }
         let old = self
             .rules
             .download_ip_before

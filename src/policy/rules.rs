@@ -48,6 +48,28 @@ pub enum PolicyError {
     OutOfRange(String),
 }
 
+/// One person who asked to be forgotten: their accounts and their email. A plan made with
+/// an erasure covers that person only, whatever their activity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Erasure {
+    pub user_ids: HashSet<u64>,
+    /// Lowercased.
+    pub email: String,
+}
+
+impl Erasure {
+    /// The account's orders, and guest orders (or orders of a deleted account) under the
+    /// person's email.
+    pub(crate) fn covers_order(&self, customer_id: u64, email: &str, guest: bool) -> bool {
+        self.user_ids.contains(&customer_id) || (guest && !email.is_empty() && email == self.email)
+    }
+
+    /// The person's accounts: by id, or by the account's email.
+    pub(crate) fn covers_user(&self, user_id: u64, email: &str) -> bool {
+        self.user_ids.contains(&user_id) || (!email.is_empty() && email == self.email)
+    }
+}
+
 /// Everything the rules compare facts with.
 #[derive(Debug)]
 pub struct Rules {
@@ -73,6 +95,8 @@ pub struct Rules {
     pub download_ip_before: Option<DateTime<Utc>>,
     pub expired_sessions: bool,
     pub restrictions: Restrictions,
+    /// Set for a `forget`: the plan covers this person only.
+    pub erasure: Option<Erasure>,
 }
 
 impl Rules {
@@ -126,6 +150,7 @@ impl Rules {
             },
             expired_sessions: m.enabled && m.expired_sessions,
             restrictions,
+            erasure: None,
         })
     }
 }

@@ -14,8 +14,8 @@ use figment::providers::{Format, Toml};
 use figment::Figment;
 
 use super::{
-    Account, CustomerFacts, DownloadFacts, GuestFacts, OrderActivity, OrderFacts, Planner, PolicyError, Processed,
-    Restrictions, Rules, SessionFacts,
+    Account, CustomerFacts, DownloadFacts, Erasure, GuestFacts, OrderActivity, OrderFacts, Planner, PolicyError,
+    Processed, Restrictions, Rules, SessionFacts,
 };
 use crate::config::Config;
 use crate::localtime::ShopZone;
@@ -1574,4 +1574,153 @@ fn guest_orders_under_the_accounts_email_are_the_persons_activity_and_follow_the
         .expect("the guest order goes with the account");
     assert_eq!(order.action, Action::MinimiseOrder);
     assert_eq!(p.subjects_forgotten, 1, "one person, not two");
+}
+
+// ---------------------------------------------------------------------------------------
+// Erasure requests
+// ---------------------------------------------------------------------------------------
+
+/// An erasure of the account `user_id` (and its email).
+fn erasing(user_id: u64, extra: &str) -> Rules {
+    let mut rules = rules_with(now(), extra, restricting(&[&email_of(user_id)]));
+    rules.erasure = Some(Erasure {
+        user_ids: HashSet::from([user_id]),
+        email: email_of(user_id),
+    });
+    rules
+}
+
+/// A customer who was here yesterday and has an order being fulfilled.
+fn active(user_id: u64) -> CustomerFacts {
+    CustomerFacts {
+        wc_last_active: Some(days_ago(1)),
+        orders: OrderActivity {
+            last_order: Some(days_ago(2)),
+            open: 1,
+            ..OrderActivity::default()
+        },
+        ..long_gone(user_id)
+    }
+}
+
+#[test]
+fn an_erasure_forgets_an_active_restricted_protected_customer_and_nobody_else() {
+    let rules = erasing(7, "[customers]\nprotected_user_ids = [7]\n");
+    let mut guest_order = invoice(30, days_ago(40));
+    guest_order.email = email_of(7);
+    let facts = Facts {
+        customers: vec![active(7), long_gone(8)],
+        guests: vec![
+            GuestFacts {
+                email: email_of(7),
+                has_account: true,
+                ..GuestFacts::default()
+            },
+            GuestFacts {
+                email: "guest@example.nl".into(),
+                orders: OrderActivity {
+                    last_order: Some(t("2015-01-01T00:00:00Z")),
+                    ..OrderActivity::default()
+                },
+                has_account: false,
+            },
+        ],
+        orders: vec![
+            of_account(7, invoice(10, days_ago(30))),
+            of_account(7, order(11, "wc-cancelled", Some(days_ago(3)))),
+            of_account(7, order(12, "wc-processing", Some(days_ago(2)))),
+            guest_order,
+            of_account(8, invoice(20, t("2016-01-01T00:00:00Z"))),
+            order(40, "wc-pending", Some(t("2015-01-01T00:00:00Z"))),
+        ],
+        sessions: vec![SessionFacts { id: 1, expiry: 0 }],
+        downloads: vec![DownloadFacts {
+            id: 1,
+            at: Some(t("2015-01-01T00:00:00Z")),
+            ip_present: true,
+        }],
+    };
+    let p = plan(&rules, &facts);
+    assert_eq!(p.customers, [step(Rule::ErasureRequest, Action::AnonymiseCustomer, 7)]);
+    assert_eq!(
+        p.orders,
+        [
+            step(Rule::ErasureRequest, Action::MinimiseOrder, 10),
+            step(Rule::ErasureRequest, Action::AnonymiseOrder, 11),
+            step(Rule::ErasureRequest, Action::MinimiseOrder, 30),
+        ]
+    );
+    assert!(p.sessions.is_empty() && p.downloads.is_empty(), "{p:?}");
+    assert_eq!(
+        (p.subjects_forgotten, p.subjects_total, p.restricted_skipped),
+        (1, 1, 0)
+    );
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].starts_with("order 12: being fulfilled"),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn an_erasure_of_a_guest_covers_their_orders_and_orders_of_a_deleted_account() {
+    let mut rules = rules();
+    rules.erasure = Some(Erasure {
+        user_ids: HashSet::new(),
+        email: "guest@example.nl".into(),
+    });
+    let mut orphaned = orphan(invoice(3, t("2015-03-01T00:00:00Z")));
+    orphaned.email = "guest@example.nl".into();
+    let facts = Facts {
+        customers: vec![long_gone(8)],
+        guests: vec![GuestFacts {
+            email: "guest@example.nl".into(),
+            orders: OrderActivity {
+                last_order: Some(days_ago(1)),
+                ..OrderActivity::default()
+            },
+            has_account: false,
+        }],
+        orders: vec![
+            invoice(1, days_ago(1)),
+            of_account(8, invoice(2, t("2016-01-01T00:00:00Z"))),
+            orphaned,
+        ],
+        ..Facts::default()
+    };
+    let p = plan(&rules, &facts);
+    assert!(p.customers.is_empty(), "{p:?}");
+    assert_eq!(
+        p.orders,
+        [
+            step(Rule::ErasureRequest, Action::MinimiseOrder, 1),
+            step(Rule::ErasureRequest, Action::AnonymiseOrder, 3),
+        ]
+    );
+    assert_eq!(p.subjects_forgotten, 1);
+}
+
+#[test]
+fn an_erasure_of_a_staff_account_keeps_the_account_with_a_warning() {
+    let rules = erasing(5, "");
+    let admin = CustomerFacts {
+        capabilities: Some(br#"a:1:{s:13:"administrator";b:1;}"#.to_vec()),
+        ..active(5)
+    };
+    let p = plan(
+        &rules,
+        &Facts {
+            customers: vec![admin],
+            orders: vec![of_account(5, order(9, "wc-failed", Some(days_ago(5))))],
+            ..Facts::default()
+        },
+    );
+    assert!(p.customers.is_empty(), "{p:?}");
+    assert_eq!(p.orders, [step(Rule::ErasureRequest, Action::AnonymiseOrder, 9)]);
+    assert!(
+        p.warnings[0].contains("user 5: has a role outside customers.roles"),
+        "{:?}",
+        p.warnings
+    );
 }

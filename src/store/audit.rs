@@ -147,14 +147,18 @@ pub async fn abandon_stale_runs(conn: &mut Conn, store: &Store) -> Result<u64, S
     Ok(conn.affected_rows())
 }
 
-/// The latest completed run and, if the latest run did not complete, its start. Empty
+/// The latest completed policy run and, if the latest policy run did not complete, its
+/// start. Empty
 /// when the own tables do not exist yet.
 pub async fn history(store: &Store) -> Result<RunHistory, StoreError> {
     let mut conn = store.conn().await?;
     let runs = store.table("wc_retention_runs");
+    // Erasure runs cover one person: they neither stand for nor owe a policy run.
+    let policy = "trigger_kind NOT IN ('request', 'wordpress')";
     let sql = format!(
-        "SELECT (SELECT MAX(started_at) FROM {runs} WHERE status = 'completed'), \
-                (SELECT started_at FROM {runs} WHERE status <> 'completed' AND id = (SELECT MAX(id) FROM {runs}))"
+        "SELECT (SELECT MAX(started_at) FROM {runs} WHERE status = 'completed' AND {policy}), \
+                (SELECT started_at FROM {runs} WHERE status <> 'completed' \
+                 AND id = (SELECT MAX(id) FROM {runs} WHERE {policy}))"
     );
     match conn.query_first::<Row, _>(sql).await {
         Ok(row) => {

@@ -27,12 +27,13 @@ pub fn name(store: &Store) -> String {
 }
 
 impl RunLock {
-    /// Takes the store's lock without waiting: `None` when another runner holds it.
-    pub async fn try_acquire(store: &Store) -> Result<Option<RunLock>, StoreError> {
+    /// Takes the store's lock, waiting up to `wait_secs` (0: not at all): `None` when
+    /// another runner holds it.
+    pub async fn acquire(store: &Store, wait_secs: u32) -> Result<Option<RunLock>, StoreError> {
         let mut conn = store.conn().await?;
         let name = name(store);
         let got: Option<Option<i64>> = conn
-            .exec_first("SELECT GET_LOCK(?, 0)", (&name,))
+            .exec_first("SELECT GET_LOCK(?, ?)", (&name, wait_secs))
             .await
             .map_err(StoreError::sql("taking the run lock", store))?;
         match got.flatten() {

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod lock;
 pub mod migrations;
 pub mod read;
+pub mod requests;
 mod values;
 
 use std::time::Duration;

@@ -141,6 +141,42 @@ impl TestDb {
         self.url_as(&user)
     }
 
+    /// The whole database as `mariadb-dump` writes it, one row per INSERT: what a backup
+    /// of the shop would hold.
+    pub fn dump(&self) -> String {
+        let opts = Opts::from_url(&server_url()).unwrap();
+        let tool = ["mariadb-dump", "mysqldump"]
+            .into_iter()
+            .find(|t| {
+                std::process::Command::new(t)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .expect("mariadb-dump or mysqldump on the PATH");
+        let mut cmd = std::process::Command::new(tool);
+        cmd.args([
+            "--no-defaults",
+            "--protocol=TCP",
+            "--skip-extended-insert",
+            "--no-tablespaces",
+        ])
+        .arg(format!("--host={}", opts.ip_or_hostname()))
+        .arg(format!("--port={}", opts.tcp_port()))
+        .arg(format!("--user={}", opts.user().unwrap_or("root")))
+        .arg(&self.name);
+        if let Some(pass) = opts.pass() {
+            cmd.env("MYSQL_PWD", pass);
+        }
+        let out = cmd.output().expect("run the dump tool");
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("the dump is UTF-8")
+    }
+
     /// Drops the database; call at the end of a test that passed.
     pub async fn drop(self) {
         self.pool.disconnect().await.ok();
