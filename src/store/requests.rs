@@ -88,14 +88,24 @@ pub async fn find(store: &Store, kind: &str, hash: &str, state: Find) -> Result<
         Find::Open => "completed_at IS NULL",
         Find::Active => "status = 'active'",
     };
+    first(
+        store,
+        &format!("kind = ? AND subject_hash = ? AND {condition}"),
+        vec![kind.into(), hash.into()],
+    )
+    .await
+}
+
+/// The oldest entry matching `condition`.
+async fn first(store: &Store, condition: &str, params: Vec<Value>) -> Result<Option<Entry>, StoreError> {
     let mut conn = store.conn().await?;
     let row: Option<Row> = conn
         .exec_first(
             format!(
-                "SELECT {COLUMNS} FROM {} WHERE kind = ? AND subject_hash = ? AND {condition} ORDER BY id LIMIT 1",
+                "SELECT {COLUMNS} FROM {} WHERE {condition} ORDER BY id LIMIT 1",
                 store.table("wc_retention_requests")
             ),
-            (kind, hash),
+            params,
         )
         .await
         .map_err(StoreError::sql("reading the request register", store))?;
@@ -223,18 +233,7 @@ pub async fn wp_requests(store: &Store) -> Result<Vec<WpRequest>, StoreError> {
 
 /// The register entry of a WordPress request, if it was registered before.
 pub async fn find_wp(store: &Store, wp_id: u64) -> Result<Option<Entry>, StoreError> {
-    let mut conn = store.conn().await?;
-    let row: Option<Row> = conn
-        .exec_first(
-            format!(
-                "SELECT {COLUMNS} FROM {} WHERE wp_request_id = ?",
-                store.table("wc_retention_requests")
-            ),
-            (wp_id,),
-        )
-        .await
-        .map_err(StoreError::sql("reading the request register", store))?;
-    Ok(row.and_then(entry))
+    first(store, "wp_request_id = ?", vec![wp_id.into()]).await
 }
 
 /// Registers a WordPress request under its post id.
