@@ -18,6 +18,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod export;
 pub mod fixture;
 pub mod localtime;
 pub mod period;

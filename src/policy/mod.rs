@@ -5,6 +5,7 @@
 //! guests (by billing email), then orders (by order id), and last sessions and download
 //! logs. What it learnt about people in the first two passes decides the orders.
 
+pub mod due;
 pub mod fiscal;
 mod rules;
 
@@ -261,28 +262,11 @@ impl<'r> Planner<'r> {
 
     /// The latest of every activity signal; see the README's "Last activity".
     fn last_activity(&mut self, f: &CustomerFacts) -> Option<DateTime<Utc>> {
-        let login = match f.session_tokens.as_deref().map(php::latest_login) {
-            Some(Ok(t)) => t.and_then(|t| DateTime::from_timestamp(t, 0)),
-            Some(Err(e)) => {
-                self.warn(format!("user {}: login sessions unreadable ({e}); ignored", f.user_id));
-                None
-            }
-            None => None,
-        };
-        // A session expires 48 hours after the visit that wrote it.
-        let visit = f.session_expiry.map(|t| t - chrono::TimeDelta::hours(48));
-        [
-            f.registered,
-            f.wc_last_active,
-            f.last_update,
-            login,
-            visit,
-            f.orders.last_order,
-            f.guest_orders.last_order,
-        ]
-        .into_iter()
-        .flatten()
-        .max()
+        let activity = due::last_activity(f);
+        if activity.logins_unreadable {
+            self.warn(format!("user {}: login sessions unreadable; ignored", f.user_id));
+        }
+        activity.last
     }
 
     fn untouchable(&mut self, f: &CustomerFacts) {

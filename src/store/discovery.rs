@@ -242,6 +242,15 @@ pub struct Discovery {
 }
 
 impl Discovery {
+    /// The shop's calendar: WordPress's time zone setting, UTC when unset or unreadable.
+    /// Its local columns (`post_date`, `post_modified`) are written in it.
+    pub fn zone(&self) -> crate::localtime::ShopZone {
+        self.shop_timezone
+            .as_deref()
+            .and_then(crate::localtime::ShopZone::parse)
+            .unwrap_or(crate::localtime::ShopZone::Named(chrono_tz::UTC))
+    }
+
     /// Why the service cannot work on this store; empty when it can.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();

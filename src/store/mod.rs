@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod audit;
 pub mod discovery;
+pub mod export;
 pub mod lock;
 pub mod migrations;
 pub mod read;
