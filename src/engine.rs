@@ -39,19 +39,6 @@ pub struct Planned {
     own_schema: Option<u32>,
 }
 
-/// The shop's time zone as WordPress has it (UTC when unset or unreadable): its local
-/// columns (`post_date`, `post_modified`) are written in it.
-pub async fn shop_zone(store: &Store) -> Result<ShopZone, EngineError> {
-    Ok(zone_of(&discover(store).await?))
-}
-
-fn zone_of(d: &crate::store::Discovery) -> ShopZone {
-    d.shop_timezone
-        .as_deref()
-        .and_then(ShopZone::parse)
-        .unwrap_or(ShopZone::Named(chrono_tz::UTC))
-}
-
 /// Reads the store and decides. Changes nothing.
 pub async fn plan(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Planned, EngineError> {
     plan_for(store, config, now, None).await
@@ -70,7 +57,7 @@ async fn plan_for(
         return Err(EngineError::Unworkable(problems));
     }
     let layout = Layout::of(d.order_storage);
-    let zone = zone_of(&d);
+    let zone = d.zone();
     let mut conn = store.conn().await?;
     let mut reader = Reader {
         store,

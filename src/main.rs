@@ -90,6 +90,16 @@ enum Command {
         #[command(flatten)]
         who: WhoArgs,
     },
+    /// Answer an access or portability request: everything the store holds about the
+    /// person as one JSON document (docs/export-schema.md), mode 0600, into
+    /// requests.export_dir or FILE; registered and completed in the request register.
+    Export {
+        #[command(flatten)]
+        who: WhoArgs,
+        /// Write here instead (a new file; an existing one is not replaced).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Restrict processing of a person's data: every automatic rule skips them until
     /// `unrestrict`; registered in the request register.
     Restrict {
@@ -180,6 +190,7 @@ impl From<RequestError> for Failure {
             RequestError::Engine(e) => e.into(),
             RequestError::Store(e) => e.into(),
             RequestError::Busy(_) => Failure(6, e.to_string()),
+            RequestError::Write { .. } => Failure(1, e.to_string()),
             RequestError::Stopped(_) => Failure(130, e.to_string()),
             RequestError::NoPepper
             | RequestError::NotAnEmail
@@ -303,6 +314,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 store.close().await;
                 result
             }
+            Command::Export { who, out } => {
+                let store = Store::open(&cfg.database)?;
+                let result = async {
+                    let subject = requests::resolve(&store, cfg, &who.who()).await?;
+                    requests::export(&store, cfg, &subject, out.as_deref()).await
+                }
+                .await;
+                store.close().await;
+                let (id, path) = result?;
+                println!("request {id}: export written to {}", path.display());
+                Ok(())
+            }
             Command::Restrict { who } => {
                 let store = Store::open(&cfg.database)?;
                 let result = async {
@@ -350,9 +373,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 store.close().await;
                 let s = synced?;
                 println!(
-                    "WordPress privacy requests: {} newly registered, {} erasures carried out and marked completed, \
-                     {} unconfirmed (registered, not carried out), {} confirmed exports waiting",
-                    s.registered, s.erased, s.unconfirmed, s.exports_waiting
+                    "WordPress privacy requests: {} newly registered, {} erasures carried out and {} exports \
+                     written, marked completed; {} unconfirmed (registered, not carried out)",
+                    s.registered, s.erased, s.exported, s.unconfirmed
                 );
                 Ok(())
             }

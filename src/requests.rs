@@ -3,13 +3,16 @@
 //! names the person only as HMAC(pepper, email); for an erasure that hash, the dates and
 //! the status are all that remain.
 
+use std::path::{Path, PathBuf};
+
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::engine::{self, Control, EngineError, Outcome, Ran, Request};
+use crate::export;
 use crate::policy::Erasure;
 use crate::store::requests::{self as register, Entry, Find};
-use crate::store::{migrations, Store, StoreError};
+use crate::store::{discover, migrations, Store, StoreError};
 use crate::subject;
 
 /// How long `forget` waits for a run in progress (the daemon's) before giving up.
@@ -48,6 +51,8 @@ pub enum RequestError {
     Busy(u64),
     #[error("request {0} is registered, but a stop was requested before anything changed; run the same command again")]
     Stopped(u64),
+    #[error("cannot write the export to {}: {source}", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -179,6 +184,55 @@ async fn erase(
     })
 }
 
+/// Answers an access (or portability) request: everything the store holds about the
+/// person as one JSON document (docs/export-schema.md), written with mode 0600 to `out`
+/// or into `requests.export_dir`; returns the register id and the file.
+pub async fn export(
+    store: &Store,
+    config: &Config,
+    subject: &Subject,
+    out: Option<&Path>,
+) -> Result<(u64, PathBuf), RequestError> {
+    ensure_register(store).await?;
+    let now = Utc::now();
+    let request_id = match register::find(store, "export", &subject.hash, Find::Open).await? {
+        Some(open) => open.id,
+        None => register::insert(store, "export", &subject.hash, now, deadline(config, now), "open").await?,
+    };
+    let path = write_export(store, config, subject, request_id, out).await?;
+    register::complete(store, request_id, "completed").await?;
+    tracing::info!(request_id, "export request completed");
+    Ok((request_id, path))
+}
+
+async fn write_export(
+    store: &Store,
+    config: &Config,
+    subject: &Subject,
+    request_id: u64,
+    out: Option<&Path>,
+) -> Result<PathBuf, RequestError> {
+    let d = discover(store).await?;
+    let problems = d.problems();
+    if !problems.is_empty() {
+        return Err(EngineError::Unworkable(problems).into());
+    }
+    let restricted = register::find(store, "restrict", &subject.hash, Find::Active)
+        .await?
+        .is_some();
+    let ctx = crate::store::export::Context::new(config, &d, Utc::now(), restricted);
+    let who = export::Who::new(subject.user_ids.first().copied(), &subject.email);
+    let doc = crate::store::export::collect(store, &ctx, &who).await?;
+    let written = match out {
+        Some(path) => export::write_to(&doc, path).map(|()| path.to_owned()),
+        None => export::write(&doc, &config.requests.export_dir, Some(request_id)),
+    };
+    written.map_err(|source| RequestError::Write {
+        path: out.map_or_else(|| config.requests.export_dir.clone(), Path::to_owned),
+        source,
+    })
+}
+
 /// What a pickup of WordPress privacy requests did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Synced {
@@ -188,8 +242,9 @@ pub struct Synced {
     pub erased: u64,
     /// Unconfirmed requests: registered with their deadline, not carried out.
     pub unconfirmed: u64,
-    /// Confirmed export requests waiting: exports are not built yet.
-    pub exports_waiting: u64,
+    /// Confirmed export requests answered: a file in `requests.export_dir` each, and the
+    /// request marked completed in WordPress.
+    pub exported: u64,
 }
 
 /// Picks up the shop's WordPress privacy requests (Tools › Erase/Export Personal Data):
@@ -209,7 +264,7 @@ pub async fn sync(
     }
     let pepper = pepper(config)?;
     ensure_register(store).await?;
-    let zone = engine::shop_zone(store).await?;
+    let zone = discover(store).await?.zone();
     for r in wp {
         let hash = subject::hash(pepper, &r.email);
         let entry = match register::find_wp(store, r.id).await? {
@@ -239,10 +294,7 @@ pub async fn sync(
             done.unconfirmed += 1;
             continue;
         }
-        if r.kind == "export" {
-            done.exports_waiting += 1;
-            continue;
-        }
+        let erasure = r.kind == "erase";
         if register::find_wp(store, r.id)
             .await?
             .is_some_and(|e| e.completed.is_none())
@@ -252,16 +304,34 @@ pub async fn sync(
                 email: r.email.clone(),
                 hash,
             };
-            erase(store, config, &subject, entry, "wordpress", lock_wait_secs, control).await?;
+            if erasure {
+                erase(store, config, &subject, entry, "wordpress", lock_wait_secs, control).await?;
+            } else {
+                let path = write_export(store, config, &subject, entry, None).await?;
+                register::complete(store, entry, "completed").await?;
+                tracing::info!(request_id = entry, file = %path.display(), "export written for a WordPress request");
+            }
         }
         let now = Utc::now();
-        register::complete_wp(store, r.id, true, now, zone.wall_clock(now).unwrap_or(now.naive_utc())).await?;
+        register::complete_wp(
+            store,
+            r.id,
+            erasure,
+            now,
+            zone.wall_clock(now).unwrap_or(now.naive_utc()),
+        )
+        .await?;
         tracing::info!(
             request_id = entry,
             wp_request_id = r.id,
-            "WordPress erasure request marked completed"
+            kind = r.kind,
+            "WordPress request marked completed"
         );
-        done.erased += 1;
+        if erasure {
+            done.erased += 1;
+        } else {
+            done.exported += 1;
+        }
     }
     Ok(done)
 }

@@ -638,13 +638,22 @@ async fn the_daemon_outlives_a_database_restart_and_recovers() {
 
 #[tokio::test]
 async fn each_cycle_picks_up_wordpress_requests_and_warns_about_overdue_ones() {
-    let extra = "[requests]\npepper = \"daemon-tests-pepper-0123456789abcdef\"\ndeadline = \"7 days\"\n";
-    let shop = Shop::new("daemon_requests", 40, extra).await;
+    let exports = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[requests]\npepper = \"daemon-tests-pepper-0123456789abcdef\"\ndeadline = \"7 days\"\nexport_dir = \"{}\"\n",
+        exports.path().display()
+    );
+    let shop = Shop::new("daemon_requests", 40, &extra).await;
     let mut daemon = Daemon::start(&shop.cfg);
     daemon.wait_for("daemon ready", 1);
     daemon.signal("USR1");
     let picked = daemon.wait_for("WordPress privacy requests picked up", 1);
-    assert_eq!(picked["erased"], 1, "{picked}");
+    assert_eq!(
+        (picked["erased"].as_u64(), picked["exported"].as_u64()),
+        (Some(1), Some(1)),
+        "{picked}"
+    );
+    assert_eq!(std::fs::read_dir(exports.path()).unwrap().count(), 1);
     let overdue = daemon.wait_for("request overdue: answer it now", 1);
     assert_eq!(overdue["level"], "WARN");
     assert!(overdue["request_id"].as_u64().is_some(), "{overdue}");

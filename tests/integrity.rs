@@ -1576,6 +1576,82 @@ async fn the_daemon_stops_mid_apply_on_sigterm_and_a_restart_finishes() {
     shop.drop().await;
 }
 
+/// `forget` of one person with invoices under retention: afterwards a full dump holds their
+/// email, phone, IP and browser nowhere, and their name and street only on the billing rows
+/// of those invoices.
+#[tokio::test]
+async fn after_forget_a_dump_holds_the_person_only_on_retained_invoices() {
+    let pepper = "[requests]\npepper = \"integrity-pepper-0123456789abcdef0123\"\n";
+    let shop = Shop::new("integrity_forget_dump", Mode::HposSync, 80, 64, pepper).await;
+    let before = orders(&shop).await;
+    let of_order = order_subjects(&shop.spec, &before);
+    // The subject with the most recent invoices (completed since 2023: under retention).
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for (id, s) in &of_order {
+        let o = &before[id];
+        if o.col("status") == "wc-completed" && o.col("date_created_gmt").as_str() > "2023" {
+            *counts.entry(*s).or_default() += 1;
+        }
+    }
+    let (&subject, _) = counts
+        .iter()
+        .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
+        .unwrap();
+    let p = shop.spec.person(subject);
+    let run = shop.run(&["forget", "--email", &p.email]);
+    assert_eq!(run.code, 0, "{}", run.all_output());
+    let after = orders(&shop).await;
+    let theirs: BTreeSet<u64> = of_order
+        .iter()
+        .filter(|(_, s)| **s == subject)
+        .map(|(id, _)| *id)
+        .collect();
+    let retained: BTreeSet<u64> = theirs
+        .iter()
+        .copied()
+        .filter(|id| after.get(id).is_some_and(|o| o.has(ORDER_MARKER) && !o.anonymised()))
+        .collect();
+    let states: Vec<_> = theirs
+        .iter()
+        .map(|id| (id, before[id].col("status"), before[id].col("date_created_gmt")))
+        .collect();
+    assert!(
+        !retained.is_empty(),
+        "subject {subject} should have invoices under retention: {states:?}\n{}",
+        run.all_output()
+    );
+
+    let dump = shop.db.dump();
+    let mut problems = Vec::new();
+    for (what, value) in [
+        ("email", p.email.clone()),
+        ("lowercased email", p.email.to_lowercase()),
+        ("phone", p.phone.clone()),
+        ("IP address", p.ip.clone()),
+        ("user agent", p.user_agent.clone()),
+    ] {
+        let needle = dumped(&value);
+        for l in dump.lines().filter(|l| l.contains(&needle)) {
+            problems.push(format!("{what} {value:?} in {}", short(l)));
+        }
+    }
+    for (what, value) in [("last name", &p.last_name), ("address_1", &p.address_1)] {
+        let needle = dumped(value);
+        for l in dump
+            .lines()
+            .filter(|l| l.contains(&needle) && !retained_billing_line(l, &retained))
+        {
+            problems.push(format!("{what} {value:?} outside a retained invoice: {}", short(l)));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{}",
+        report("what forget left of the person", &problems)
+    );
+    shop.drop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. A tampered audit chain
 // ---------------------------------------------------------------------------------------

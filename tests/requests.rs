@@ -13,23 +13,35 @@ const PEPPER: &str = "requests-tests-pepper-0123456789abcdef";
 
 struct Shop {
     db: TestDb,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     cfg: String,
 }
 
 impl Shop {
-    async fn new(test: &str, mode: Mode, extra: &str) -> Shop {
+    /// `requests` are lines of the `[requests]` section (the export directory is set).
+    async fn new(test: &str, mode: Mode, requests: &str) -> Shop {
         let db = TestDb::new(test).await;
         let spec = Spec::new("wp_", mode, 60, 31);
         fixture::generate(&db.pool, &spec).await.expect("generate a store");
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "[database]\nurl = \"{}\"\npassword = \"{SERVICE_PASSWORD}\"\n\n[log]\nformat = \"json\"\n\n\
-             [safety]\nmax_share = 1.0\nmax_customers_per_run = 1000000\n\n{extra}",
-            db.service_url().await
+             [safety]\nmax_share = 1.0\nmax_customers_per_run = 1000000\n\n\
+             [requests]\nexport_dir = \"{}\"\n{requests}",
+            db.service_url().await,
+            dir.path().join("exports").display()
         );
         let cfg = write_config(&dir, &text);
-        Shop { db, _dir: dir, cfg }
+        Shop { db, dir, cfg }
+    }
+
+    /// The export files written so far.
+    fn exports(&self) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path().join("exports"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
     }
 
     fn run(&self, args: &[&str]) -> Run {
@@ -72,6 +84,17 @@ impl Shop {
         .await
     }
 
+    /// A customer (legacy storage) with a billing phone.
+    async fn active_customer_legacy(&self) -> (u64, String, String) {
+        self.one(
+            "SELECT u.ID, u.user_email, m.meta_value FROM wp_users u \
+             JOIN wp_usermeta m ON m.user_id = u.ID AND m.meta_key = 'billing_phone' AND m.meta_value <> '' \
+             JOIN wp_usermeta c ON c.user_id = u.ID AND c.meta_key = 'wp_capabilities' AND c.meta_value LIKE '%customer%' \
+             ORDER BY u.ID LIMIT 1",
+        )
+        .await
+    }
+
     fn plan(&self) -> Value {
         let plan = self.ok(&["plan", "--json"]);
         serde_json::from_str(&plan.stdout).unwrap()
@@ -87,7 +110,7 @@ fn hash(email: &str) -> String {
 }
 
 fn pepper() -> String {
-    format!("[requests]\npepper = \"{PEPPER}\"\n")
+    format!("pepper = \"{PEPPER}\"\n")
 }
 
 #[tokio::test]
@@ -261,7 +284,11 @@ async fn wordpress_requests_are_registered_and_confirmed_erasures_completed_in_w
         .collect();
 
     let sync = shop.ok(&["requests", "sync"]);
-    assert!(sync.stdout.contains("1 erasures carried out"), "{}", sync.stdout);
+    assert!(
+        sync.stdout.contains("1 erasures carried out and 1 exports written"),
+        "{}",
+        sync.stdout
+    );
 
     // WordPress sees the erasure done, as its own Tools screen would leave it.
     let (status, title, stamp): (String, String, Option<String>) = shop
@@ -301,8 +328,7 @@ async fn wordpress_requests_are_registered_and_confirmed_erasures_completed_in_w
             }
         );
         let expected = match (r.1.as_str(), r.2.as_str()) {
-            ("remove_personal_data", "request-confirmed") => "completed",
-            (_, "request-confirmed") => "open",
+            (_, "request-confirmed") => "completed",
             _ => "pending",
         };
         assert_eq!(e.2, expected, "{e:?}");
@@ -381,5 +407,51 @@ async fn overdue_requests_are_listed_and_warned_about() {
     assert!(open.as_array().unwrap().iter().all(|e| e["completed"].is_null()));
     let text = shop.ok(&["requests", "list"]);
     assert!(text.stdout.contains("kind      status"), "{}", text.stdout);
+    shop.drop().await;
+}
+
+#[tokio::test]
+async fn export_writes_the_persons_data_privately_and_registers_the_answer() {
+    use std::os::unix::fs::PermissionsExt;
+    let shop = Shop::new("requests_export", Mode::Legacy, &pepper()).await;
+    let (id, email, phone) = shop.active_customer_legacy().await;
+    let run = shop.ok(&["export", "--user-id", &id.to_string()]);
+    assert!(run.stdout.contains("export written to"), "{}", run.stdout);
+    let files = shop.exports();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let local_part = email.split('@').next().unwrap();
+    assert!(name.starts_with("export-") && !name.contains(local_part), "{name}");
+    let text = std::fs::read_to_string(file).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        doc["schema"],
+        "wc-retention/export/1",
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(
+        text.contains(&email) && text.contains(&phone),
+        "the export lacks the person's contact data"
+    );
+    assert!(!run.all_output().contains(&email), "printed the email");
+
+    // --out: a named new file, never an existing one.
+    let out = shop.dir.path().join("for-the-customer.json");
+    shop.ok(&["export", "--email", &email, "--out", out.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    let again = shop.run(&["export", "--email", &email, "--out", out.to_str().unwrap()]);
+    assert_eq!(again.code, 1, "{}", again.all_output());
+    assert!(again.stderr.contains("cannot write the export to"), "{}", again.stderr);
+
+    let register: Vec<(String, String, String)> = shop
+        .rows("SELECT kind, status, subject_hash FROM wp_wc_retention_requests ORDER BY id")
+        .await;
+    assert_eq!(register[0], ("export".to_owned(), "completed".to_owned(), hash(&email)));
+    assert_eq!(register[1].1, "completed");
+    // The failed third attempt stays open, to be answered.
+    assert_eq!(register[2].1, "open");
     shop.drop().await;
 }

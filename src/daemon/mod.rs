@@ -44,9 +44,10 @@ pub async fn run_once(store: &Store, config: &Config, due: &Due, control: &Contr
     // another daemon holding the lock) must not cost the retention run; it is retried
     // next cycle.
     match requests::sync(store, config, 0, control).await {
-        Ok(s) if s.registered + s.erased > 0 => tracing::info!(
+        Ok(s) if s.registered + s.erased + s.exported > 0 => tracing::info!(
             registered = s.registered,
             erased = s.erased,
+            exported = s.exported,
             unconfirmed = s.unconfirmed,
             "WordPress privacy requests picked up"
         ),
