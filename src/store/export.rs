@@ -803,19 +803,8 @@ impl Collector<'_, '_> {
                 vec![],
             )
             .await?;
-        const COLUMNS: [&str; 11] = [
-            "first_name",
-            "last_name",
-            "company",
-            "address_1",
-            "address_2",
-            "city",
-            "state",
-            "postcode",
-            "country",
-            "email",
-            "phone",
-        ];
+        // The SELECT above lists the columns in this order.
+        const COLUMNS: [&str; 11] = crate::anonymise::ADDRESS_FIELDS;
         for r in &addresses {
             let Some(o) = u64_of(&r[0]).and_then(|id| index.get(&id)).map(|i| &mut orders[*i]) else {
                 continue;
