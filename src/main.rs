@@ -159,6 +159,18 @@ enum RequestsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Extend an unanswered request's deadline (at most two months, once), for a complex
+    /// request or many requests; tell the person within the first deadline.
+    Extend {
+        /// The register id (`requests list`).
+        id: u64,
+        /// How much longer, e.g. "2 months" or "30 days".
+        #[arg(long, value_name = "PERIOD")]
+        by: wc_retention::period::Period,
+        /// Why.
+        #[arg(long, value_enum)]
+        reason: requests::ExtensionReason,
+    },
     /// Pick up the shop's WordPress privacy requests now (the daemon does it each cycle):
     /// register them, carry out confirmed erasures, mark them completed in WordPress.
     Sync,
@@ -195,7 +207,9 @@ impl From<RequestError> for Failure {
             RequestError::NoPepper
             | RequestError::NotAnEmail
             | RequestError::NoSuchUser(_)
-            | RequestError::NoEmail(_) => Failure(2, e.to_string()),
+            | RequestError::NoEmail(_)
+            | RequestError::NoSuchRequest(_)
+            | RequestError::NotExtendable(..) => Failure(2, e.to_string()),
         }
     }
 }
@@ -365,6 +379,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 print_register(&entries?, json)
             }
             Command::Requests {
+                command: RequestsCommand::Extend { id, by, reason },
+            } => {
+                let store = Store::open(&cfg.database)?;
+                let extended = requests::extend(&store, id, by, reason).await;
+                store.close().await;
+                println!("request {id}: deadline extended to {}", extended?.to_rfc3339());
+                Ok(())
+            }
+            Command::Requests {
                 command: RequestsCommand::Sync,
             } => {
                 let store = Store::open(&cfg.database)?;
@@ -421,10 +444,10 @@ fn print_register(entries: &[wc_retention::store::requests::Entry], json: bool) 
         return Ok(());
     }
     let day = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d").to_string());
-    println!("   id  kind      status     received    deadline    completed   subject       wp request");
+    println!("   id  kind      status     received    deadline    completed   subject       wp request  extended");
     for e in entries {
         println!(
-            "{:>5}  {:<8}  {:<9}  {:<10}  {:<10}  {:<10}  {:<12}  {}",
+            "{:>5}  {:<8}  {:<9}  {:<10}  {:<10}  {:<10}  {:<12}  {:<10}  {}",
             e.id,
             e.kind,
             e.status,
@@ -432,7 +455,8 @@ fn print_register(entries: &[wc_retention::store::requests::Entry], json: bool) 
             day(e.deadline),
             day(e.completed),
             e.subject,
-            e.wp_request_id.map_or("-".to_owned(), |id| id.to_string())
+            e.wp_request_id.map_or("-".to_owned(), |id| id.to_string()),
+            e.extension.as_deref().unwrap_or("-")
         );
     }
     Ok(())

@@ -51,6 +51,10 @@ pub enum RequestError {
     Busy(u64),
     #[error("request {0} is registered, but a stop was requested before anything changed; run the same command again")]
     Stopped(u64),
+    #[error("request {0}: no such request in the register")]
+    NoSuchRequest(u64),
+    #[error("request {0}: {1}")]
+    NotExtendable(u64, &'static str),
     #[error("cannot write the export to {}: {source}", .path.display())]
     Write { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -374,6 +378,61 @@ pub async fn warn_due(store: &Store, now: DateTime<Utc>) -> Result<(), StoreErro
         }
     }
     Ok(())
+}
+
+/// Why a deadline may be extended (GDPR Art. 12(3)): the request is complex, or the
+/// shop has many requests. A code, not free text, so an erasure's entry holds nothing
+/// about the person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExtensionReason {
+    Complexity,
+    Number,
+}
+
+impl ExtensionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExtensionReason::Complexity => "complexity",
+            ExtensionReason::Number => "number",
+        }
+    }
+}
+
+/// The longest extension the law allows: two further months, once.
+const MAX_EXTENSION_MONTHS: u32 = 2;
+
+/// Extends an unanswered request's deadline by `by` (at most two months, once); returns
+/// the new deadline. The person must be told within the first deadline, with the reason.
+pub async fn extend(
+    store: &Store,
+    id: u64,
+    by: crate::period::Period,
+    reason: ExtensionReason,
+) -> Result<DateTime<Utc>, RequestError> {
+    let entry = register::get(store, id).await?.ok_or(RequestError::NoSuchRequest(id))?;
+    if entry.completed.is_some() {
+        return Err(RequestError::NotExtendable(id, "it is answered already"));
+    }
+    if entry.extension.is_some() {
+        return Err(RequestError::NotExtendable(
+            id,
+            "its deadline was extended once already",
+        ));
+    }
+    let old = entry
+        .deadline
+        .ok_or(RequestError::NotExtendable(id, "its deadline cannot be read"))?;
+    let longest = crate::period::Period {
+        amount: MAX_EXTENSION_MONTHS,
+        unit: crate::period::Unit::Months,
+    };
+    let deadline = by
+        .after(&old)
+        .filter(|d| longest.after(&old).is_some_and(|max| *d <= max))
+        .ok_or(RequestError::NotExtendable(id, "an extension is at most 2 months"))?;
+    register::extend(store, id, deadline, reason.as_str()).await?;
+    tracing::info!(request_id = id, reason = reason.as_str(), deadline = %deadline.to_rfc3339(), "request deadline extended");
+    Ok(deadline)
 }
 
 /// The register for `requests list`.

@@ -98,13 +98,13 @@ async fn migrate_creates_own_tables_once_and_refuses_a_newer_schema() {
     let first = wc_retention(&["--config", &cfg, "migrate"], &[]);
     assert_eq!(first.code, 0, "{}", first.all_output());
     assert!(
-        first.stdout.contains("own tables created at version 1"),
+        first.stdout.contains("own tables created at version 2"),
         "{}",
         first.stdout
     );
     let second = wc_retention(&["--config", &cfg, "migrate"], &[]);
     assert_eq!(second.code, 0, "{}", second.all_output());
-    assert!(second.stdout.contains("already at version 1"), "{}", second.stdout);
+    assert!(second.stdout.contains("already at version 2"), "{}", second.stdout);
     for t in [
         "wp_wc_retention_runs",
         "wp_wc_retention_audit",
@@ -119,9 +119,24 @@ async fn migrate_creates_own_tables_once_and_refuses_a_newer_schema() {
         .await;
         assert_eq!(n, 1, "{t}");
     }
-    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM wp_wc_retention_schema").await, 1);
+    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM wp_wc_retention_schema").await, 2);
     let report = json(&wc_retention(&["--config", &cfg, "check", "--json"], &[]));
-    assert_eq!(report["store"]["own_schema_version"], 1);
+    assert_eq!(report["store"]["own_schema_version"], 2);
+
+    // A store left at version 1 by an older build, whose upgrade was cut short after the
+    // column was added but before the version row: migrating again finishes it.
+    let mut conn = db.pool.get_conn().await.unwrap();
+    conn.query_drop("DELETE FROM wp_wc_retention_schema WHERE version = 2")
+        .await
+        .unwrap();
+    drop(conn);
+    let upgrade = wc_retention(&["--config", &cfg, "migrate"], &[]);
+    assert_eq!(upgrade.code, 0, "{}", upgrade.all_output());
+    assert!(
+        upgrade.stdout.contains("migrated from version 1 to 2"),
+        "{}",
+        upgrade.stdout
+    );
 
     // A newer wc-retention migrated this store; this one must not touch it.
     db.pool
@@ -136,7 +151,7 @@ async fn migrate_creates_own_tables_once_and_refuses_a_newer_schema() {
     assert!(
         refused
             .stderr
-            .contains("schema version 99, newer than this wc-retention knows (1)"),
+            .contains("schema version 99, newer than this wc-retention knows (2)"),
         "{}",
         refused.stderr
     );
@@ -327,7 +342,7 @@ async fn missing_privileges_are_named_and_deploy_grants_suffice() {
     assert_eq!(migrate.code, 0, "{}", migrate.all_output());
     let run = wc_retention(&["--config", &cfg, "check", "--json"], &[]);
     assert_eq!(run.code, 0, "{}", run.all_output());
-    assert_eq!(json(&run)["store"]["own_schema_version"], 1);
+    assert_eq!(json(&run)["store"]["own_schema_version"], 2);
 
     drop(conn);
     db.drop_user(user).await;

@@ -455,3 +455,59 @@ async fn export_writes_the_persons_data_privately_and_registers_the_answer() {
     assert_eq!(register[2].1, "open");
     shop.drop().await;
 }
+
+#[tokio::test]
+async fn a_deadline_is_extended_once_by_at_most_two_months_with_a_reason_code() {
+    let shop = Shop::new("requests_extend", Mode::Hpos, &pepper()).await;
+    shop.ok(&["requests", "sync"]);
+    let (id, deadline): (u64, String) = shop
+        .one(
+            "SELECT id, CAST(deadline_at AS CHAR) FROM wp_wc_retention_requests \
+             WHERE completed_at IS NULL ORDER BY id LIMIT 1",
+        )
+        .await;
+    let id_text = id.to_string();
+    let too_long = shop.run(&[
+        "requests",
+        "extend",
+        &id_text,
+        "--by",
+        "3 months",
+        "--reason",
+        "complexity",
+    ]);
+    assert_eq!(too_long.code, 2, "{}", too_long.all_output());
+    assert!(too_long.stderr.contains("at most 2 months"), "{}", too_long.stderr);
+    let free_text = shop.run(&[
+        "requests",
+        "extend",
+        &id_text,
+        "--by",
+        "1 month",
+        "--reason",
+        "the customer is slow",
+    ]);
+    assert_eq!(free_text.code, 2, "{}", free_text.all_output());
+
+    let run = shop.ok(&["requests", "extend", &id_text, "--by", "2 months", "--reason", "number"]);
+    assert!(run.stdout.contains("deadline extended to"), "{}", run.stdout);
+    let (now_deadline, reason): (String, String) = shop
+        .one(&format!(
+            "SELECT CAST(deadline_at AS CHAR), extension_reason FROM wp_wc_retention_requests WHERE id = {id}"
+        ))
+        .await;
+    let parse = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+    let moved = parse(&now_deadline) - parse(&deadline);
+    assert!((59..=62).contains(&moved.num_days()), "moved {moved}");
+    assert_eq!(reason, "number");
+    let again = shop.run(&["requests", "extend", &id_text, "--by", "1 day", "--reason", "number"]);
+    assert_eq!(again.code, 2, "{}", again.all_output());
+    assert!(again.stderr.contains("extended once already"), "{}", again.stderr);
+    let list: Value = serde_json::from_str(&shop.ok(&["requests", "list", "--json"]).stdout).unwrap();
+    let entry = list.as_array().unwrap().iter().find(|e| e["id"] == id).unwrap().clone();
+    assert_eq!(entry["extension"], "number");
+    let missing = shop.run(&["requests", "extend", "99999", "--by", "1 month", "--reason", "number"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("no such request"), "{}", missing.stderr);
+    shop.drop().await;
+}

@@ -15,12 +15,13 @@ struct Migration {
     statements: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "runs, audit and requests tables",
-    statements: &[
-        // One row per cycle or command that changes the store.
-        "CREATE TABLE IF NOT EXISTS `{p}wc_retention_runs` (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "runs, audit and requests tables",
+        statements: &[
+            // One row per cycle or command that changes the store.
+            "CREATE TABLE IF NOT EXISTS `{p}wc_retention_runs` (
             id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
             trigger_kind VARCHAR(20) NOT NULL,
             started_at DATETIME(6) NOT NULL,
@@ -31,8 +32,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (id),
             KEY status_started (status, started_at)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-        // One row per action; field names only, never values; hash-chained.
-        "CREATE TABLE IF NOT EXISTS `{p}wc_retention_audit` (
+            // One row per action; field names only, never values; hash-chained.
+            "CREATE TABLE IF NOT EXISTS `{p}wc_retention_audit` (
             id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
             run_id BIGINT UNSIGNED NOT NULL,
             created_at DATETIME(6) NOT NULL,
@@ -47,8 +48,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
             KEY run (run_id),
             KEY entity (entity_type, entity_id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-        // The register of data-subject requests: the subject only as HMAC(pepper, email).
-        "CREATE TABLE IF NOT EXISTS `{p}wc_retention_requests` (
+            // The register of data-subject requests: the subject only as HMAC(pepper, email).
+            "CREATE TABLE IF NOT EXISTS `{p}wc_retention_requests` (
             id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
             kind VARCHAR(20) NOT NULL,
             subject_hash CHAR(64) NOT NULL,
@@ -62,8 +63,16 @@ const MIGRATIONS: &[Migration] = &[Migration {
             KEY subject (subject_hash),
             KEY status_deadline (status, deadline_at)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "a request's deadline extension and its reason",
+        // A reason code (complexity, number), never free text: erasure entries must hold
+        // nothing about the person.
+        statements: &["ALTER TABLE `{p}wc_retention_requests` ADD COLUMN extension_reason VARCHAR(20) NULL"],
+    },
+];
 
 /// The schema version this build creates.
 pub const LATEST: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -137,10 +146,15 @@ async fn apply_pending(conn: &mut mysql_async::Conn, store: &Store) -> Result<Ou
         .map_err(StoreError::sql("creating the schema version table", store))?;
     for m in MIGRATIONS.iter().filter(|m| from.is_none_or(|v| m.version > v)) {
         for sql in m.statements {
-            conn.query_drop(prefixed(sql)).await.map_err(StoreError::sql(
-                format!("applying own schema version {}", m.version),
-                store,
-            ))?;
+            match conn.query_drop(prefixed(sql)).await {
+                // A column added by a run cut short before its version row: MySQL has no
+                // ADD COLUMN IF NOT EXISTS, so "duplicate column" counts as done.
+                Err(mysql_async::Error::Server(e)) if e.code == 1060 => {}
+                other => other.map_err(StoreError::sql(
+                    format!("applying own schema version {}", m.version),
+                    store,
+                ))?,
+            }
         }
         conn.exec_drop(
             format!(

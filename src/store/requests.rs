@@ -22,9 +22,12 @@ pub struct Entry {
     pub deadline: Option<DateTime<Utc>>,
     pub completed: Option<DateTime<Utc>>,
     pub wp_request_id: Option<u64>,
+    /// Why the deadline was extended (`complexity`, `number`), if it was.
+    pub extension: Option<String>,
 }
 
-const COLUMNS: &str = "id, kind, status, subject_hash, received_at, deadline_at, completed_at, wp_request_id";
+const COLUMNS: &str =
+    "id, kind, status, subject_hash, received_at, deadline_at, completed_at, wp_request_id, extension_reason";
 
 fn entry(row: Row) -> Option<Entry> {
     let v: Vec<Value> = row.unwrap();
@@ -37,6 +40,7 @@ fn entry(row: Row) -> Option<Entry> {
         deadline: time_of(&v[5]),
         completed: time_of(&v[6]),
         wp_request_id: u64_of(&v[7]),
+        extension: Some(text_of(&v[8])).filter(|r| !r.is_empty()),
     })
 }
 
@@ -229,6 +233,25 @@ pub async fn wp_requests(store: &Store) -> Result<Vec<WpRequest>, StoreError> {
             })
         })
         .collect())
+}
+
+/// Entry `id`, if it exists.
+pub async fn get(store: &Store, id: u64) -> Result<Option<Entry>, StoreError> {
+    first(store, "id = ?", vec![id.into()]).await
+}
+
+/// Moves an unanswered entry's deadline, recording why.
+pub async fn extend(store: &Store, id: u64, deadline: DateTime<Utc>, reason: &str) -> Result<(), StoreError> {
+    let mut conn = store.conn().await?;
+    conn.exec_drop(
+        format!(
+            "UPDATE {} SET deadline_at = ?, extension_reason = ? WHERE id = ? AND completed_at IS NULL",
+            store.table("wc_retention_requests")
+        ),
+        (datetime(deadline), reason, id),
+    )
+    .await
+    .map_err(StoreError::sql("extending the request's deadline", store))
 }
 
 /// The register entry of a WordPress request, if it was registered before.
