@@ -120,9 +120,11 @@ impl Action {
             Action::DeleteOrder => "order",
             Action::AnonymiseCustomer => {
                 "user_login,user_nicename,user_email,user_url,display_name,user_pass,user_activation_key,\
-                 profile_meta,customer_lookup,sessions,payment_tokens,reviews"
+                 profile_meta,customer_lookup,sessions,payment_tokens,reviews,privacy_requests"
             }
-            Action::DeleteCustomer => "user,profile_meta,customer_lookup,sessions,payment_tokens,reviews",
+            Action::DeleteCustomer => {
+                "user,profile_meta,customer_lookup,sessions,payment_tokens,reviews,privacy_requests"
+            }
         }
     }
 }

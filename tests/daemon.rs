@@ -24,7 +24,7 @@ const PATIENCE: Duration = Duration::from_secs(90);
 /// from a catch-up at start or from SIGUSR1. `password` goes with the URL's account.
 fn config_text(url: &str, password: &str, extra: &str) -> String {
     format!(
-        "[database]\nurl = \"{url}\"\npassword = \"{password}\"\nconnect_timeout_secs = 3\n\n[log]\nformat = \"json\"\n\n\
+        "[database]\nurl = \"{url}\"\npassword = \"{password}\"\nconnect_timeout_secs = 10\n\n[log]\nformat = \"json\"\n\n\
          [schedule]\ncron = \"0 4 1 1 *\"\ntimezone = \"UTC\"\nretry_initial_secs = 1\nretry_max_secs = 2\n\n\
          [safety]\nmax_share = 1.0\nmax_customers_per_run = 1000000\n\n{extra}"
     )
@@ -356,7 +356,16 @@ async fn two_daemons_on_one_store_apply_once() {
     let applied = a.events("cycle finished").len() + b.events("cycle finished").len();
     let (log_a, log_b) = (a.stop(), b.stop());
     assert_eq!(applied, 1, "A:\n{log_a}\nB:\n{log_b}");
-    assert_eq!(shop.runs().await, [("catch-up".to_owned(), "completed".to_owned())]);
+    // One completed run. On a loaded machine an attempt may fail first (a connection not
+    // made in time) and be retried: a failed attempt is allowed, a second success is not.
+    let runs = shop.runs().await;
+    let completed: Vec<_> = runs.iter().filter(|r| r.1 == "completed").collect();
+    assert_eq!(completed.len(), 1, "{runs:?}\nA:\n{log_a}\nB:\n{log_b}");
+    assert!(
+        runs.iter()
+            .all(|r| r.0 == "catch-up" && (r.1 == "completed" || r.1 == "failed")),
+        "{runs:?}"
+    );
     assert_eq!(shop.audited_twice().await, []);
     assert_eq!(shop.planned(), serde_json::json!({}));
     shop.db.drop().await;

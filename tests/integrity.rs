@@ -680,9 +680,6 @@ async fn a_dump_after_apply_holds_forgotten_people_only_on_retained_invoices_leg
 /// DESIGN §3 lists WordPress's privacy requests among the places holding personal data:
 /// a `user_request` post's title is the requester's email.
 #[tokio::test]
-#[ignore = "known gap: a person forgotten by the inactivity rule keeps their email in the titles of \
-            their older user_request posts (completed exports, failed requests); only an erasure \
-            request's own post is cleared. Needs an audited request-post step in the batches."]
 async fn a_dump_after_apply_holds_no_forgotten_email_in_privacy_requests() {
     dump_holds_only_retained_invoices("integrity_dump_requests", Mode::HposSync, 31, true).await;
 }

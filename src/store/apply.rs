@@ -166,6 +166,19 @@ impl Writer<'_> {
             vec![],
         )
         .await?;
+        // WordPress's privacy requests name the person by email in the post title; the
+        // register keeps only the hash.
+        tx.run(
+            "removing the customers' emails from privacy requests",
+            format!(
+                "UPDATE {} p JOIN {users} u ON p.post_title = u.user_email SET p.post_title = '{}' \
+                 WHERE u.ID IN ({list}) AND u.user_email <> '' AND p.post_type = 'user_request'",
+                tx.t("posts"),
+                anonymise::EMAIL
+            ),
+            vec![],
+        )
+        .await?;
         let unlink = if delete { ", user_id = NULL" } else { "" };
         tx.run(
             "anonymising the customers' analytics rows",
@@ -595,6 +608,18 @@ impl Writer<'_> {
                 "UPDATE {} c JOIN {source} ON c.comment_author_email = {email} SET {review} \
                  WHERE c.comment_author_email NOT IN ('', '{}') AND c.comment_type <> 'order_note'",
                 tx.t("comments"),
+                anonymise::EMAIL
+            ),
+            vec![],
+        )
+        .await?;
+        tx.run(
+            "removing the orders' emails from privacy requests",
+            format!(
+                "UPDATE {} p JOIN {source} ON p.post_title = {email} SET p.post_title = '{}' \
+                 WHERE p.post_type = 'user_request' AND p.post_title NOT IN ('', '{}')",
+                tx.t("posts"),
+                anonymise::EMAIL,
                 anonymise::EMAIL
             ),
             vec![],

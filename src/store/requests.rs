@@ -204,15 +204,17 @@ pub struct WpRequest {
     pub received: Option<DateTime<Utc>>,
 }
 
-/// The shop's pending and confirmed erasure and export requests, oldest first.
+/// The shop's pending and confirmed erasure and export requests, oldest first. Requests
+/// of people already forgotten (their email replaced in the post) have nothing left to do.
 pub async fn wp_requests(store: &Store) -> Result<Vec<WpRequest>, StoreError> {
     let mut conn = store.conn().await?;
     let rows: Vec<Row> = conn
         .query(format!(
             "SELECT ID, post_name, post_status, post_title, post_date_gmt FROM {} \
              WHERE post_type = 'user_request' AND post_name IN ('remove_personal_data', 'export_personal_data') \
-             AND post_status IN ('request-pending', 'request-confirmed') ORDER BY ID",
-            store.table("posts")
+             AND post_status IN ('request-pending', 'request-confirmed') AND post_title <> '{}' ORDER BY ID",
+            store.table("posts"),
+            crate::anonymise::EMAIL
         ))
         .await
         .map_err(StoreError::sql("reading WordPress privacy requests", store))?;
