@@ -110,6 +110,16 @@ pub fn deadline(config: &Config, received: DateTime<Utc>) -> DateTime<Utc> {
     config.requests.deadline.after(&received).unwrap_or(received)
 }
 
+/// The subject's unanswered entry of this kind, or a new one received now: a repeated
+/// request continues the first, keeping its received date and deadline.
+async fn open_entry(store: &Store, config: &Config, kind: &str, subject: &Subject) -> Result<u64, StoreError> {
+    if let Some(open) = register::find(store, kind, &subject.hash, Find::Open).await? {
+        return Ok(open.id);
+    }
+    let now = Utc::now();
+    register::insert(store, kind, &subject.hash, now, deadline(config, now), "open").await
+}
+
 /// The register exists from the first `migrate`; requests may come before any run.
 async fn ensure_register(store: &Store) -> Result<(), StoreError> {
     migrations::migrate(store).await.map(|_| ())
@@ -127,11 +137,7 @@ pub async fn forget(
     control: &Control<'_>,
 ) -> Result<Forgotten, RequestError> {
     ensure_register(store).await?;
-    let now = Utc::now();
-    let request_id = match register::find(store, "erase", &subject.hash, Find::Open).await? {
-        Some(open) => open.id,
-        None => register::insert(store, "erase", &subject.hash, now, deadline(config, now), "open").await?,
-    };
+    let request_id = open_entry(store, config, "erase", subject).await?;
     tracing::info!(
         request_id,
         accounts = subject.user_ids.len(),
@@ -198,11 +204,7 @@ pub async fn export(
     out: Option<&Path>,
 ) -> Result<(u64, PathBuf), RequestError> {
     ensure_register(store).await?;
-    let now = Utc::now();
-    let request_id = match register::find(store, "export", &subject.hash, Find::Open).await? {
-        Some(open) => open.id,
-        None => register::insert(store, "export", &subject.hash, now, deadline(config, now), "open").await?,
-    };
+    let request_id = open_entry(store, config, "export", subject).await?;
     let path = write_export(store, config, subject, request_id, out).await?;
     register::complete(store, request_id, "completed").await?;
     tracing::info!(request_id, "export request completed");

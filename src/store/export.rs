@@ -222,6 +222,22 @@ impl Collector<'_, '_> {
         Some(self.who.email.as_str()).filter(|e| !e.is_empty())
     }
 
+    /// The WHERE alternatives that make a row the person's, with their parameters:
+    /// `by_account` compared with their user id, `by_email` with their email. Empty when
+    /// the person has neither.
+    fn theirs(&self, by_account: &str, by_email: &str) -> (Vec<String>, Vec<Value>) {
+        let (mut clauses, mut params) = (Vec::new(), Vec::new());
+        if let Some(id) = self.who.user_id {
+            clauses.push(by_account.to_owned());
+            params.push(Value::from(id));
+        }
+        if let Some(e) = self.email() {
+            clauses.push(by_email.to_owned());
+            params.push(Value::from(e));
+        }
+        (clauses, params)
+    }
+
     async fn export(&mut self) -> Result<Export, StoreError> {
         let ctx = self.ctx;
         let account = match self.who.user_id {
@@ -728,15 +744,10 @@ impl Collector<'_, '_> {
 
     async fn hpos_orders(&mut self) -> Result<Vec<OrderRow>, StoreError> {
         // One SELECT per way an order can be theirs, each on its own index.
-        let (mut clauses, mut params) = (Vec::new(), Vec::new());
-        if let Some(id) = self.who.user_id {
-            clauses.push("o.customer_id = ?");
-            params.push(Value::from(id));
-        }
-        if let Some(e) = self.email() {
-            clauses.push("o.billing_email = ? AND (o.customer_id = 0 OR o.customer_id IS NULL)");
-            params.push(Value::from(e));
-        }
+        let (clauses, params) = self.theirs(
+            "o.customer_id = ?",
+            "o.billing_email = ? AND (o.customer_id = 0 OR o.customer_id IS NULL)",
+        );
         if clauses.is_empty() {
             return Ok(Vec::new());
         }
@@ -1215,15 +1226,7 @@ impl Collector<'_, '_> {
     }
 
     async fn customer_lookup(&mut self) -> Result<Vec<CustomerLookup>, StoreError> {
-        let (mut clauses, mut params) = (Vec::new(), Vec::new());
-        if let Some(id) = self.who.user_id {
-            clauses.push("user_id = ?");
-            params.push(Value::from(id));
-        }
-        if let Some(e) = self.email() {
-            clauses.push("(user_id IS NULL AND email = ?)");
-            params.push(Value::from(e));
-        }
+        let (clauses, params) = self.theirs("user_id = ?", "(user_id IS NULL AND email = ?)");
         if clauses.is_empty() {
             return Ok(Vec::new());
         }
@@ -1262,15 +1265,7 @@ impl Collector<'_, '_> {
     }
 
     async fn privacy_requests(&mut self) -> Result<Vec<PrivacyRequest>, StoreError> {
-        let (mut clauses, mut params) = (Vec::new(), Vec::new());
-        if let Some(e) = self.email() {
-            clauses.push("post_title = ?");
-            params.push(Value::from(e));
-        }
-        if let Some(id) = self.who.user_id {
-            clauses.push("post_author = ?");
-            params.push(Value::from(id));
-        }
+        let (clauses, params) = self.theirs("post_author = ?", "post_title = ?");
         if clauses.is_empty() {
             return Ok(Vec::new());
         }
@@ -1334,15 +1329,7 @@ impl Collector<'_, '_> {
     }
 
     async fn reviews(&mut self) -> Result<Vec<Review>, StoreError> {
-        let (mut clauses, mut params) = (Vec::new(), Vec::new());
-        if let Some(id) = self.who.user_id {
-            clauses.push("c.user_id = ?");
-            params.push(Value::from(id));
-        }
-        if let Some(e) = self.email() {
-            clauses.push("c.comment_author_email = ?");
-            params.push(Value::from(e));
-        }
+        let (clauses, params) = self.theirs("c.user_id = ?", "c.comment_author_email = ?");
         if clauses.is_empty() {
             return Ok(Vec::new());
         }
@@ -1390,15 +1377,7 @@ impl Collector<'_, '_> {
     }
 
     async fn downloads(&mut self, orders: &[u64]) -> Result<Vec<Download>, StoreError> {
-        let (mut clauses, mut params) = (Vec::new(), Vec::new());
-        if let Some(id) = self.who.user_id {
-            clauses.push("d.user_id = ?".to_owned());
-            params.push(Value::from(id));
-        }
-        if let Some(e) = self.email() {
-            clauses.push("d.user_email = ?".to_owned());
-            params.push(Value::from(e));
-        }
+        let (mut clauses, params) = self.theirs("d.user_id = ?", "d.user_email = ?");
         if !orders.is_empty() {
             clauses.push(format!("d.order_id IN ({})", id_list(orders.iter().copied())));
         }
