@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::localtime::ShopZone;
+use crate::preflight::{self, RestView};
 use crate::store::{self, Discovery, Store, StoreError};
 
 /// The report `check` prints, as text or JSON.
@@ -13,6 +14,8 @@ pub struct Report {
     pub ok: bool,
     pub store: Discovery,
     pub config: ConfigSummary,
+    /// What the REST API says about the shop, when `[rest]` is set and it answered.
+    pub rest: Option<RestView>,
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
 }
@@ -91,10 +94,19 @@ impl ConfigSummary {
 pub async fn run(config: &Config, config_warnings: &[String]) -> Result<Report, StoreError> {
     let store = Store::open(&config.database)?;
     let discovered = store::discover(&store).await;
+    let d = match discovered {
+        Ok(d) => d,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let rest = preflight::run(config, &store, &d).await;
     store.close().await;
-    let d = discovered?;
     let mut problems = d.problems();
+    problems.extend(rest.problems);
     let mut warnings = config_warnings.to_vec();
+    warnings.extend(rest.warnings);
     match d.own_schema_version {
         None => warnings.push("the service's own tables do not exist yet: run `wc-retention migrate`".into()),
         Some(v) if v < d.own_schema_latest => warnings.push(format!(
@@ -125,6 +137,7 @@ pub async fn run(config: &Config, config_warnings: &[String]) -> Result<Report, 
     Ok(Report {
         ok: problems.is_empty(),
         config: ConfigSummary::of(config, shop_zone.as_ref()),
+        rest: rest.view,
         store: d,
         problems,
         warnings,
@@ -196,6 +209,24 @@ impl Report {
                 .unwrap_or("beyond the calendar"),
             c.rest,
         );
+        if let Some(r) = &self.rest {
+            out.push_str(&format!(
+                "rest view    WooCommerce {}, {}, prefix {:?}, {}, object cache {}{}\n",
+                r.woocommerce_version,
+                r.order_storage,
+                r.database_prefix,
+                r.authentication,
+                if r.object_cache { "yes" } else { "no" },
+                if r.plugins_keeping_personal_data.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; plugins with their own personal data: {}",
+                        r.plugins_keeping_personal_data.join(", ")
+                    )
+                }
+            ));
+        }
         for w in &self.warnings {
             out.push_str(&format!("warning      {w}\n"));
         }

@@ -365,6 +365,14 @@ pub struct ApplyConfig {
     /// them fast: DESIGN §7).
     #[serde(default = "default_order_batch")]
     pub order_batch: usize,
+    /// A command run after every run that changed something, before the REST check: the
+    /// program and its arguments, no shell (e.g. `["wp", "cache", "flush", "--path=/var/www/shop"]`).
+    /// A persistent object cache otherwise keeps serving the old personal data.
+    #[serde(default)]
+    pub post_run_command: Vec<String>,
+    /// How long `post_run_command` may take before it is killed.
+    #[serde(default = "default_post_run_timeout")]
+    pub post_run_timeout_secs: u64,
 }
 
 impl Default for ApplyConfig {
@@ -372,8 +380,14 @@ impl Default for ApplyConfig {
         ApplyConfig {
             customer_batch: default_customer_batch(),
             order_batch: default_order_batch(),
+            post_run_command: Vec::new(),
+            post_run_timeout_secs: default_post_run_timeout(),
         }
     }
+}
+
+fn default_post_run_timeout() -> u64 {
+    120
 }
 
 /// `[invoices]`: orders that are fiscal records, kept (minimised) for the statutory period.
@@ -428,6 +442,35 @@ pub struct Rest {
     pub consumer_secret: Option<Secret>,
     /// File holding the consumer secret.
     pub consumer_secret_file: Option<PathBuf>,
+    /// Allow an `http://` URL. WooCommerce then needs OAuth 1.0a signatures, which the
+    /// service makes: the secret never travels, but the key and every answer (customers'
+    /// data) do, in the clear. Only for a web server on this host.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// A PEM file with the certificate authority of a shop on a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// How long one request may take, in seconds.
+    #[serde(default = "default_rest_timeout")]
+    pub timeout_secs: u64,
+    /// Retries of a request that got no answer, a 429 or a 5xx, with growing waits.
+    #[serde(default = "default_rest_retries")]
+    pub retries: u32,
+    /// Customers and orders changed by a run that are read back through the API to
+    /// confirm WooCommerce shows them anonymised; 0 turns the check off.
+    #[serde(default = "default_verify_sample")]
+    pub verify_sample: u32,
+}
+
+fn default_rest_timeout() -> u64 {
+    30
+}
+
+fn default_rest_retries() -> u32 {
+    3
+}
+
+fn default_verify_sample() -> u32 {
+    20
 }
 
 /// `[requests]`
@@ -739,6 +782,7 @@ impl Loaded {
     /// Checks what serde cannot, resolves secret files, and notes loose permissions.
     fn finish(&mut self, path: &Path) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        let mut early_warnings = Vec::new();
         let c = &mut self.config;
         let db = &mut c.database;
         if db.table_prefix.is_empty()
@@ -852,15 +896,41 @@ impl Loaded {
             }
         }
         if let Some(rest) = &c.rest {
-            if !rest.url.starts_with("https://") {
+            let url = redact_url(&rest.url);
+            match rest.url.split_once("://").map(|(scheme, _)| scheme) {
+                Some("https") => {}
+                Some("http") if rest.allow_insecure_http => early_warnings.push(format!(
+                    "rest.url {url} is plain HTTP: requests are signed (OAuth 1.0a), but customers' data in the answers travels unencrypted"
+                )),
+                Some("http") => problems.push(format!(
+                    "  rest.url: {url:?} is plain HTTP; use https://, or set rest.allow_insecure_http = true for a web server on this host \
+                     (requests are then signed with OAuth 1.0a, answers travel unencrypted)"
+                )),
+                _ => problems.push(format!("  rest.url: {url:?} is not an http:// or https:// URL")),
+            }
+            if rest.timeout_secs == 0 || rest.timeout_secs > 600 {
                 problems.push(format!(
-                    "  rest.url: {:?} is not an https:// URL (over plain HTTP the consumer secret would travel unencrypted)",
-                    redact_url(&rest.url)
+                    "  rest.timeout_secs: {} is out of range (1 to 600)",
+                    rest.timeout_secs
                 ));
             }
+            if rest.retries > 10 {
+                problems.push(format!("  rest.retries: {} is out of range (0 to 10)", rest.retries));
+            }
+            if let Some(ca) = &rest.ca_file {
+                if !ca.is_file() {
+                    problems.push(format!("  rest.ca_file: {} is not a readable file", ca.display()));
+                }
+            }
+        }
+        if c.apply.post_run_command.first().is_some_and(|p| p.trim().is_empty()) {
+            problems.push("  apply.post_run_command: the first element must name a program".to_owned());
+        }
+        if c.apply.post_run_timeout_secs == 0 {
+            problems.push("  apply.post_run_timeout_secs: must be at least 1".to_owned());
         }
 
-        let mut warnings = Vec::new();
+        let mut warnings = early_warnings;
         let mut resolve =
             |key: &str, inline: &mut Option<Secret>, file: &Option<PathBuf>| match (inline.is_some(), file) {
                 (true, Some(_)) => problems.push(format!("  {key}: set either {key} or {key}_file, not both")),

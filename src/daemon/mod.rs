@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, watch};
 use crate::audit::RunHistory;
 use crate::config::{self, Config};
 use crate::engine::{self, Control, EngineError, Progress, Ran, Request};
-use crate::requests;
-use crate::store::{audit, discover, migrations, Store};
+use crate::store::{audit, discover, migrations, Discovery, Store};
+use crate::{preflight, requests};
 use notify::Heartbeat;
 
 /// The longest sleep between looks at the clock: a wall-clock jump or a suspended host
@@ -223,7 +223,7 @@ impl Daemon {
         loop {
             self.heartbeat.beat();
             match prepare(&self.store).await {
-                Ok(history) => {
+                Ok((discovery, history)) => {
                     let zone = self.config.schedule.timezone.0;
                     notify::ready("ready");
                     tracing::info!(
@@ -231,6 +231,7 @@ impl Daemon {
                         timezone = %zone,
                         "daemon ready"
                     );
+                    self.preflight(&discovery).await;
                     return Ok(Some(history));
                 }
                 Err(e) if is_transient(&e) => {
@@ -252,6 +253,36 @@ impl Daemon {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Compares the REST API's view with the database's and logs what differs. After
+    /// READY and cut short by a stop: the REST API is a check, not a need.
+    async fn preflight(&self, discovery: &Discovery) {
+        if self.config.rest.is_none() {
+            tracing::info!("no [rest] section: working on the database alone, without REST verification");
+            return;
+        }
+        let mut stop = self.stop.clone();
+        let findings = tokio::select! {
+            f = preflight::run(&self.config, &self.store, discovery) => f,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        for p in &findings.problems {
+            tracing::error!(problem = %p, "REST preflight");
+        }
+        for w in &findings.warnings {
+            tracing::warn!(warning = %w, "REST preflight");
+        }
+        if let Some(view) = &findings.view {
+            tracing::info!(
+                woocommerce = %view.woocommerce_version,
+                order_storage = %view.order_storage,
+                authentication = view.authentication,
+                object_cache = view.object_cache,
+                problems = findings.problems.len(),
+                "REST API reached"
+            );
         }
     }
 
@@ -397,7 +428,7 @@ impl Daemon {
 
 /// The start check: a WooCommerce store this build can work on, with its own tables
 /// migrated, and what the runs table says about earlier runs.
-async fn prepare(store: &Store) -> Result<RunHistory, EngineError> {
+async fn prepare(store: &Store) -> Result<(Discovery, RunHistory), EngineError> {
     let d = discover(store).await?;
     let problems = d.problems();
     if !problems.is_empty() {
@@ -406,7 +437,7 @@ async fn prepare(store: &Store) -> Result<RunHistory, EngineError> {
     if d.own_schema_version != Some(migrations::LATEST) {
         migrations::migrate(store).await?;
     }
-    Ok(audit::history(store).await?)
+    Ok((d, audit::history(store).await?))
 }
 
 /// Errors worth waiting out at start: the server is away, not the configuration wrong.

@@ -28,7 +28,12 @@ pub enum OrderStorage {
 
 impl OrderStorage {
     fn from_options(hpos_enabled: Option<&str>, sync_enabled: Option<&str>) -> OrderStorage {
-        match (hpos_enabled == Some("yes"), sync_enabled == Some("yes")) {
+        OrderStorage::from_flags(hpos_enabled == Some("yes"), sync_enabled == Some("yes"))
+    }
+
+    /// From the two settings as booleans (WooCommerce's REST `system_status` has them so).
+    pub fn from_flags(hpos_enabled: bool, sync_enabled: bool) -> OrderStorage {
+        match (hpos_enabled, sync_enabled) {
             (false, false) => OrderStorage::Legacy,
             (false, true) => OrderStorage::LegacySync,
             (true, false) => OrderStorage::Hpos,
@@ -242,6 +247,31 @@ pub struct Discovery {
 }
 
 impl Discovery {
+    /// A store as discovery would find it, for tests of what is judged from it.
+    #[cfg(test)]
+    pub fn example(prefix: &str, woocommerce_version: &str, order_storage: OrderStorage) -> Discovery {
+        Discovery {
+            server_version: "10.11.0-MariaDB".into(),
+            database: "wordpress".into(),
+            user: "wc_retention@localhost".into(),
+            tls_cipher: None,
+            table_prefix: prefix.into(),
+            wordpress_db_version: None,
+            shop_timezone: None,
+            woocommerce_version: woocommerce_version.into(),
+            woocommerce_db_version: None,
+            order_storage,
+            users: None,
+            orders: None,
+            missing_tables: vec![],
+            absent_optional_tables: vec![],
+            non_transactional_tables: vec![],
+            missing_privileges: vec![],
+            own_schema_version: None,
+            own_schema_latest: migrations::LATEST,
+        }
+    }
+
     /// The shop's calendar: WordPress's time zone setting, UTC when unset or unreadable.
     /// Its local columns (`post_date`, `post_modified`) are written in it.
     pub fn zone(&self) -> crate::localtime::ShopZone {

@@ -45,6 +45,24 @@ impl Reader<'_> {
         Ok(rows.into_iter().map(values).collect())
     }
 
+    /// The newest order (highest id) and its status with the `wc-` prefix, as WooCommerce
+    /// reads it: for comparing the REST API's view with the database's.
+    pub async fn newest_order(&mut self) -> Result<Option<(u64, String)>, StoreError> {
+        let sql = if self.layout.read_hpos {
+            format!(
+                "SELECT id, status FROM {} WHERE type = 'shop_order' ORDER BY id DESC LIMIT 1",
+                self.store.table("wc_orders")
+            )
+        } else {
+            format!(
+                "SELECT ID, post_status FROM {} WHERE post_type = 'shop_order' ORDER BY ID DESC LIMIT 1",
+                self.store.table("posts")
+            )
+        };
+        let row = self.rows("the newest order", sql, vec![]).await?.into_iter().next();
+        Ok(row.and_then(|r| Some((u64_of(&r[0])?, text_of(&r[1])))))
+    }
+
     /// Every user, in user-id order, a chunk at a time.
     pub async fn customers(&mut self, mut each: impl FnMut(&CustomerFacts)) -> Result<(), StoreError> {
         let s = self.store;
