@@ -167,7 +167,17 @@ async fn run_locked(
         planned = plan_for(store, config, request.now, request.erasure.clone()) => planned?,
         _ = stop.wait_for(|stop| *stop) => return Ok(Ran::Stopped),
     };
-    let outcome = apply(store, config, &planned, lock, request, control).await?;
+    let mut outcome = apply(store, config, &planned, lock, request, control).await?;
+    // Under the lock still, so no other run writes while the cache is flushed and read.
+    if outcome.interrupted {
+        tracing::warn!(
+            run_id = outcome.run_id,
+            "stop requested: post-run command and REST verification skipped"
+        );
+    } else {
+        outcome.verification =
+            crate::verify::after_run(config, store, &planned.plan, outcome.run_id, outcome.applied).await;
+    }
     Ok(Ran::Applied {
         planned: Box::new(planned),
         outcome,
@@ -199,6 +209,8 @@ pub struct Outcome {
     pub applied: u64,
     /// A stop was requested (SIGTERM/SIGINT): the run ended after a whole batch.
     pub interrupted: bool,
+    /// The post-run command and the REST check, when there was something to do.
+    pub verification: Option<crate::verify::Verification>,
 }
 
 /// Applies a plan in batches, on the connection that holds the run lock. The safety cap
@@ -255,6 +267,7 @@ async fn apply(
                 run_id,
                 applied,
                 interrupted,
+                verification: None,
             })
         }
         Err(e) => {

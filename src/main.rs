@@ -25,6 +25,8 @@ Exit codes:
   4  apply refused by the safety cap (see safety.* in the config; --force overrides)
   5  audit verify found a broken hash chain
   6  apply found another run in progress on this store (the daemon or another apply)
+  7  apply changed the database, but the REST API still shows personal data it removed,
+     or the post-run command or the REST check failed (see the log and the run row)
   130 apply stopped by SIGINT/SIGTERM after a whole batch; run it again to finish";
 
 #[derive(Parser)]
@@ -525,7 +527,13 @@ async fn apply(
             ),
         ));
     }
-    Ok(())
+    match &outcome.verification {
+        Some(v) if !v.passed() => Err(Failure(
+            7,
+            format!("run {} applied, but its check failed: {}", outcome.run_id, v.summary()),
+        )),
+        _ => Ok(()),
+    }
 }
 
 const BUSY: &str = "another run holds this store's lock (the daemon, or another apply); nothing was changed: try again when it has finished";

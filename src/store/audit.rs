@@ -207,3 +207,21 @@ pub async fn finish_run(
     .await
     .map_err(StoreError::sql("recording the run's outcome", store))
 }
+
+/// Records what reading the run's changes back through the REST API found (`verify`).
+pub async fn record_verification(
+    store: &Store,
+    run_id: u64,
+    verification: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let mut conn = store.conn().await?;
+    conn.exec_drop(
+        format!(
+            "UPDATE {} SET verification = ? WHERE id = ?",
+            store.table("wc_retention_runs")
+        ),
+        (verification.to_string(), run_id),
+    )
+    .await
+    .map_err(StoreError::sql("recording the run's verification", store))
+}

@@ -72,6 +72,12 @@ const MIGRATIONS: &[Migration] = &[
         // nothing about the person.
         statements: &["ALTER TABLE `{p}wc_retention_requests` ADD COLUMN extension_reason VARCHAR(20) NULL"],
     },
+    Migration {
+        version: 3,
+        description: "what reading a run's changes back through the REST API found",
+        // JSON: entities checked, mismatches by id and field name (never values), errors.
+        statements: &["ALTER TABLE `{p}wc_retention_runs` ADD COLUMN verification TEXT NULL"],
+    },
 ];
 
 /// The schema version this build creates.
