@@ -918,8 +918,8 @@ impl Loaded {
                 problems.push(format!("  rest.retries: {} is out of range (0 to 10)", rest.retries));
             }
             if let Some(ca) = &rest.ca_file {
-                if !ca.is_file() {
-                    problems.push(format!("  rest.ca_file: {} is not a readable file", ca.display()));
+                if let Err(e) = std::fs::File::open(ca) {
+                    problems.push(format!("  rest.ca_file: cannot read {}: {e}", ca.display()));
                 }
             }
         }

@@ -6,7 +6,7 @@
 //! The top half decides (which entities, what each field must look like); [`after_run`]
 //! does the I/O: the post-run command, the reads, the log lines and the run row.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -188,11 +188,23 @@ fn spread(steps: &[Step], n: usize) -> Vec<Step> {
 }
 
 /// The steps of `plan` the run committed (`applied` of them, in plan order) that the REST
-/// API can show: customers and orders, up to `n` of each.
+/// API can show: customers and orders, up to `n` of each. An entity with several steps (an
+/// unpaid order trashed and its IP stripped) is judged by the strongest.
 fn sample(plan: &Plan, applied: u64, n: usize) -> Vec<Step> {
     let committed = |steps: &[Step], before: usize| -> Vec<Step> {
         let left = (applied as usize).saturating_sub(before);
-        steps.iter().take(left).copied().collect()
+        let mut strongest: BTreeMap<u64, Step> = BTreeMap::new();
+        for s in steps.iter().take(left) {
+            strongest
+                .entry(s.id)
+                .and_modify(|k| {
+                    if s.action > k.action {
+                        *k = *s
+                    }
+                })
+                .or_insert(*s);
+        }
+        strongest.into_values().collect()
     };
     let customers = committed(&plan.customers, 0);
     let orders = committed(&plan.orders, plan.customers.len());
@@ -490,5 +502,15 @@ mod tests {
         assert_eq!(ids(sample(&plan, 15, 3)), [1, 5, 10, 100, 102, 104]);
         assert_eq!(ids(sample(&plan, 4, 20)), [1, 2, 3, 4]);
         assert!(sample(&plan, 110, 0).is_empty());
+        let twice = Plan {
+            orders: vec![
+                step(Action::StripOrderIp, 7),
+                step(Action::TrashOrder, 7),
+                step(Action::MinimiseOrder, 8),
+            ],
+            ..Plan::default()
+        };
+        let judged: Vec<(u64, Action)> = sample(&twice, 3, 5).iter().map(|s| (s.id, s.action)).collect();
+        assert_eq!(judged, [(7, Action::TrashOrder), (8, Action::MinimiseOrder)]);
     }
 }

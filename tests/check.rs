@@ -9,6 +9,7 @@ use common::{wc_retention, write_config, Run, TestDb};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 use wc_retention::fixture::{self, Mode, Spec};
+use wc_retention::store::migrations;
 
 async fn store(test: &str, prefix: &str, mode: Mode) -> TestDb {
     let db = TestDb::new(test).await;
@@ -98,13 +99,21 @@ async fn migrate_creates_own_tables_once_and_refuses_a_newer_schema() {
     let first = wc_retention(&["--config", &cfg, "migrate"], &[]);
     assert_eq!(first.code, 0, "{}", first.all_output());
     assert!(
-        first.stdout.contains("own tables created at version 2"),
+        first
+            .stdout
+            .contains(&format!("own tables created at version {}", migrations::LATEST)),
         "{}",
         first.stdout
     );
     let second = wc_retention(&["--config", &cfg, "migrate"], &[]);
     assert_eq!(second.code, 0, "{}", second.all_output());
-    assert!(second.stdout.contains("already at version 2"), "{}", second.stdout);
+    assert!(
+        second
+            .stdout
+            .contains(&format!("already at version {}", migrations::LATEST)),
+        "{}",
+        second.stdout
+    );
     for t in [
         "wp_wc_retention_runs",
         "wp_wc_retention_audit",
@@ -119,21 +128,26 @@ async fn migrate_creates_own_tables_once_and_refuses_a_newer_schema() {
         .await;
         assert_eq!(n, 1, "{t}");
     }
-    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM wp_wc_retention_schema").await, 2);
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM wp_wc_retention_schema").await,
+        u64::from(migrations::LATEST)
+    );
     let report = json(&wc_retention(&["--config", &cfg, "check", "--json"], &[]));
-    assert_eq!(report["store"]["own_schema_version"], 2);
+    assert_eq!(report["store"]["own_schema_version"], migrations::LATEST);
 
     // A store left at version 1 by an older build, whose upgrade was cut short after the
     // column was added but before the version row: migrating again finishes it.
     let mut conn = db.pool.get_conn().await.unwrap();
-    conn.query_drop("DELETE FROM wp_wc_retention_schema WHERE version = 2")
+    conn.query_drop("DELETE FROM wp_wc_retention_schema WHERE version >= 2")
         .await
         .unwrap();
     drop(conn);
     let upgrade = wc_retention(&["--config", &cfg, "migrate"], &[]);
     assert_eq!(upgrade.code, 0, "{}", upgrade.all_output());
     assert!(
-        upgrade.stdout.contains("migrated from version 1 to 2"),
+        upgrade
+            .stdout
+            .contains(&format!("migrated from version 1 to {}", migrations::LATEST)),
         "{}",
         upgrade.stdout
     );
@@ -342,7 +356,7 @@ async fn missing_privileges_are_named_and_deploy_grants_suffice() {
     assert_eq!(migrate.code, 0, "{}", migrate.all_output());
     let run = wc_retention(&["--config", &cfg, "check", "--json"], &[]);
     assert_eq!(run.code, 0, "{}", run.all_output());
-    assert_eq!(json(&run)["store"]["own_schema_version"], 2);
+    assert_eq!(json(&run)["store"]["own_schema_version"], migrations::LATEST);
 
     drop(conn);
     db.drop_user(user).await;

@@ -2,6 +2,8 @@
 //! `scripts/test` starts, named from the test's name so parallel tests never collide.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod woo;
+
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool};
 
