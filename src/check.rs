@@ -93,8 +93,7 @@ impl ConfigSummary {
 /// at all (unreachable, wrong password, not WooCommerce).
 pub async fn run(config: &Config, config_warnings: &[String]) -> Result<Report, StoreError> {
     let store = Store::open(&config.database)?;
-    let discovered = store::discover(&store).await;
-    let d = match discovered {
+    let d = match store::discover(&store).await {
         Ok(d) => d,
         Err(e) => {
             store.close().await;

@@ -21,7 +21,8 @@ Exit codes:
   1  unexpected failure (see the message and the log)
   2  bad flags or bad configuration
   3  the store is unreachable, refuses the login, or is not a WooCommerce database the
-     service can work on (missing tables or privileges, own tables from a newer version)
+     service can work on (missing tables or privileges, own tables from a newer version);
+     for check, also a [rest] that cannot be reached or shows another shop
   4  apply refused by the safety cap (see safety.* in the config; --force overrides)
   5  audit verify found a broken hash chain
   6  apply found another run in progress on this store (the daemon or another apply)

@@ -693,3 +693,61 @@ async fn each_cycle_picks_up_wordpress_requests_and_warns_about_overdue_ones() {
     );
     shop.db.drop().await;
 }
+
+#[tokio::test]
+async fn the_daemon_checks_the_rest_api_at_start_and_reads_each_run_back() {
+    use common::woo::{WooOptions, WooServer};
+    let (key, secret) = ("ck_daemon", "cs_daemon");
+    let shop = Shop::new("daemon_rest", 30, "").await;
+    shop.ran_long_ago().await;
+    let woo = WooServer::start(WooOptions {
+        tls: true,
+        store: Some((shop.db.url(), "wp_".to_owned())),
+        ..WooOptions::new(key, secret)
+    });
+    woo.edit_system_status(|s| {
+        s["active_plugins"].as_array_mut().unwrap().push(serde_json::json!({
+            "plugin": "mailpoet/mailpoet.php", "name": "MailPoet"
+        }));
+    });
+    let rest = format!(
+        "[rest]\nurl = \"{}\"\nconsumer_key = \"{key}\"\nconsumer_secret = \"{secret}\"\nca_file = {:?}\n",
+        woo.url(),
+        woo.ca_file().unwrap().display().to_string()
+    );
+    shop.rewrite_config(&rest);
+
+    let mut daemon = Daemon::start(&shop.cfg);
+    let reached = daemon.wait_for("REST API reached", 1);
+    assert_eq!(
+        reached["order_storage"], "HPOS authoritative, synced to posts",
+        "{reached}"
+    );
+    assert_eq!(reached["problems"], 0, "{}", daemon.log());
+    let warned = daemon.events("REST preflight");
+    assert!(
+        warned
+            .iter()
+            .any(|w| w["warning"].as_str().unwrap_or("").contains("MailPoet")),
+        "{}",
+        daemon.log()
+    );
+    let passed = daemon.wait_for("REST verification passed", 1);
+    assert!(passed["checked"].as_u64().unwrap() > 5, "{passed}");
+    let log = daemon.stop();
+    shop.assert_no_personal_data(&log);
+    assert!(!log.contains(secret));
+
+    let mut conn = shop.db.pool.get_conn().await.unwrap();
+    let stored: String = conn
+        .query_first("SELECT verification FROM wp_wc_retention_runs WHERE trigger_kind = 'catch-up'")
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["mismatches"], serde_json::json!([]), "{stored}");
+    assert!(woo.seen().iter().all(|s| s.status == 200), "{:?}", woo.seen());
+    drop(conn);
+    drop(woo);
+    shop.db.drop().await;
+}
