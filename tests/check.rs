@@ -34,17 +34,6 @@ fn json(run: &Run) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("check --json printed no JSON ({e}):\n{}", run.stdout))
 }
 
-async fn scalar(db: &TestDb, sql: &str) -> u64 {
-    db.pool
-        .get_conn()
-        .await
-        .unwrap()
-        .query_first(sql)
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn check_reports_version_and_order_storage_of_each_mode() {
     for (mode, expected, orders_sql) in [
@@ -73,7 +62,7 @@ async fn check_reports_version_and_order_storage_of_each_mode() {
         assert_eq!(report["store"]["woocommerce_version"], "11.0.1");
         assert_eq!(report["store"]["order_storage"], expected);
         assert_eq!(report["store"]["missing_tables"], serde_json::json!([]));
-        let orders = scalar(&db, orders_sql).await;
+        let orders = db.scalar::<u64>(orders_sql).await;
         assert!(orders > 0);
         assert_eq!(report["store"]["orders"], orders, "{expected}");
         // The generated shop keeps Amsterdam time: an invoice dated today is a fiscal
@@ -119,17 +108,15 @@ async fn migrate_creates_own_tables_once_and_refuses_a_newer_schema() {
         "wp_wc_retention_audit",
         "wp_wc_retention_requests",
     ] {
-        let n = scalar(
-            &db,
-            &format!(
+        let n = db
+            .scalar::<u64>(&format!(
                 "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{t}'"
-            ),
-        )
-        .await;
+            ))
+            .await;
         assert_eq!(n, 1, "{t}");
     }
     assert_eq!(
-        scalar(&db, "SELECT COUNT(*) FROM wp_wc_retention_schema").await,
+        db.scalar::<u64>("SELECT COUNT(*) FROM wp_wc_retention_schema").await,
         u64::from(migrations::LATEST)
     );
     let report = json(&wc_retention(&["--config", &cfg, "check", "--json"], &[]));

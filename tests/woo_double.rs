@@ -207,15 +207,7 @@ async fn orders_and_customers_read_over_the_double_agree_with_the_store() {
 
         let sql = "SELECT u.ID, u.user_email, m.meta_value FROM wp_users u \
             JOIN wp_usermeta m ON m.user_id = u.ID AND m.meta_key = 'billing_city' ORDER BY u.ID LIMIT 1";
-        let (user, user_email, city): (u64, String, String) = db
-            .pool
-            .get_conn()
-            .await
-            .unwrap()
-            .query_first(sql)
-            .await
-            .unwrap()
-            .unwrap();
+        let (user, user_email, city): (u64, String, String) = db.scalar(sql).await;
         let (status, _, body) = get(&signed(
             &server,
             &format!("/wp-json/wc/v3/customers/{user}"),

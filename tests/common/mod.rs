@@ -179,6 +179,15 @@ impl TestDb {
         String::from_utf8(out.stdout).expect("the dump is UTF-8")
     }
 
+    /// The first row of `sql` (one value, or a tuple); panics naming the query when there is none.
+    pub async fn scalar<T: mysql_async::prelude::FromRow + Send + 'static>(&self, sql: &str) -> T {
+        let mut conn = self.pool.get_conn().await.unwrap();
+        conn.query_first::<T, _>(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|| panic!("{sql}: no row"))
+    }
+
     /// Drops the database; call at the end of a test that passed.
     pub async fn drop(self) {
         self.pool.disconnect().await.ok();
