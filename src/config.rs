@@ -455,8 +455,8 @@ pub struct Rest {
     /// Retries of a request that got no answer, a 429 or a 5xx, with growing waits.
     #[serde(default = "default_rest_retries")]
     pub retries: u32,
-    /// Customers and orders changed by a run that are read back through the API to
-    /// confirm WooCommerce shows them anonymised; 0 turns the check off.
+    /// Customers and orders changed by a run (up to 100 of each) that are read back through
+    /// the API to confirm WooCommerce shows them anonymised; 0 turns the check off.
     #[serde(default = "default_verify_sample")]
     pub verify_sample: u32,
 }
@@ -917,6 +917,12 @@ impl Loaded {
             if rest.retries > 10 {
                 problems.push(format!("  rest.retries: {} is out of range (0 to 10)", rest.retries));
             }
+            if rest.verify_sample > 100 {
+                problems.push(format!(
+                    "  rest.verify_sample: {} is out of range (0 to 100 customers and as many orders)",
+                    rest.verify_sample
+                ));
+            }
             if let Some(ca) = &rest.ca_file {
                 if let Err(e) = std::fs::File::open(ca) {
                     problems.push(format!("  rest.ca_file: cannot read {}: {e}", ca.display()));
@@ -926,8 +932,11 @@ impl Loaded {
         if c.apply.post_run_command.first().is_some_and(|p| p.trim().is_empty()) {
             problems.push("  apply.post_run_command: the first element must name a program".to_owned());
         }
-        if c.apply.post_run_timeout_secs == 0 {
-            problems.push("  apply.post_run_timeout_secs: must be at least 1".to_owned());
+        if !(1..=600).contains(&c.apply.post_run_timeout_secs) {
+            problems.push(format!(
+                "  apply.post_run_timeout_secs: {} is out of range (1 to 600)",
+                c.apply.post_run_timeout_secs
+            ));
         }
 
         let mut warnings = early_warnings;

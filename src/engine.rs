@@ -169,15 +169,18 @@ async fn run_locked(
     };
     let mut outcome = apply(store, config, &planned, lock, request, control).await?;
     // Under the lock still, so no other run writes while the cache is flushed and read.
-    if outcome.interrupted {
-        tracing::warn!(
-            run_id = outcome.run_id,
-            "stop requested: post-run command and REST verification skipped"
-        );
-    } else {
-        outcome.verification =
-            crate::verify::after_run(config, store, &planned.plan, outcome.run_id, outcome.applied).await;
-    }
+    let beat = || {
+        (control.progress)(Progress {
+            phase: "verify",
+            batch: 1,
+            batches: 1,
+        })
+    };
+    let watch = crate::verify::Watch {
+        stop: control.stop,
+        beat: &beat,
+    };
+    outcome.verification = crate::verify::after_run(config, store, &planned.plan, &outcome, &watch).await;
     Ok(Ran::Applied {
         planned: Box::new(planned),
         outcome,

@@ -26,8 +26,8 @@ Exit codes:
   4  apply refused by the safety cap (see safety.* in the config; --force overrides)
   5  audit verify found a broken hash chain
   6  apply found another run in progress on this store (the daemon or another apply)
-  7  apply changed the database, but the REST API still shows personal data it removed,
-     or the post-run command or the REST check failed (see the log and the run row)
+  7  apply or forget changed the database, but the REST API still shows personal data it
+     removed, or the post-run command or the REST check failed (see the log and the run row)
   130 apply stopped by SIGINT/SIGTERM after a whole batch; run it again to finish";
 
 #[derive(Parser)]
@@ -435,7 +435,19 @@ async fn forget(store: &Store, cfg: &config::Config, who: &Who) -> Result<(), Fa
         "request {}: erasure completed in run {} ({} steps applied)",
         f.request_id, f.outcome.run_id, f.outcome.applied
     );
-    Ok(())
+    checked(&f.outcome)
+}
+
+/// Exit 7 when the run's post-run command or REST check failed: the database changes
+/// stand, but WooCommerce may still show what they removed.
+fn checked(outcome: &engine::Outcome) -> Result<(), Failure> {
+    match &outcome.verification {
+        Some(v) if !v.passed() => Err(Failure(
+            7,
+            format!("run {} applied, but its check failed: {}", outcome.run_id, v.summary()),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn print_register(entries: &[wc_retention::store::requests::Entry], json: bool) -> Result<(), Failure> {
@@ -528,13 +540,7 @@ async fn apply(
             ),
         ));
     }
-    match &outcome.verification {
-        Some(v) if !v.passed() => Err(Failure(
-            7,
-            format!("run {} applied, but its check failed: {}", outcome.run_id, v.summary()),
-        )),
-        _ => Ok(()),
-    }
+    checked(&outcome)
 }
 
 const BUSY: &str = "another run holds this store's lock (the daemon, or another apply); nothing was changed: try again when it has finished";

@@ -86,9 +86,23 @@ const PLUGIN_KINDS: &[(&str, &[&str])] = &[
     ("abandoned carts", &["abandon", "cart-recovery", "cartflows"]),
 ];
 
-/// Compares the REST view with the database's. Pure.
-pub fn judge(status: &SystemStatus, db: &Discovery, newest: &Newest, flushes_cache: bool) -> Findings {
+/// Host and path of a URL, without scheme or trailing slash.
+fn site(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// Compares the REST view with the database's and `rest_url`. Pure.
+pub fn judge(status: &SystemStatus, db: &Discovery, newest: &Newest, flushes_cache: bool, rest_url: &str) -> Findings {
     let mut f = Findings::default();
+    if site(&status.environment.home_url) != site(rest_url) {
+        f.warnings.push(format!(
+            "rest: WordPress's Site Address is {}, rest.url is {}: OAuth signatures (plain HTTP) are made over the \
+             Site Address and fail, and the two may be different shops",
+            crate::config::redact_url(&status.environment.home_url),
+            crate::config::redact_url(rest_url)
+        ));
+    }
     let rest_storage = OrderStorage::from_flags(status.settings.hpos_enabled, status.settings.hpos_sync_enabled);
     let same_shop = "rest.url and database.url may point at different shops";
     if status.database.database_prefix != db.table_prefix {
@@ -181,7 +195,13 @@ pub async fn run(config: &Config, store: &Store, db: &Discovery) -> Findings {
         Ok(n) => (n, None),
         Err(problem) => (Newest::NoOrders, Some(problem)),
     };
-    let mut f = judge(&status, db, &newest, !config.apply.post_run_command.is_empty());
+    let mut f = judge(
+        &status,
+        db,
+        &newest,
+        !config.apply.post_run_command.is_empty(),
+        &rest.url,
+    );
     f.problems.extend(unread);
     finish(f, rest, &client)
 }
@@ -255,7 +275,7 @@ mod tests {
             db_status: "processing".into(),
             rest_status: "processing".into(),
         };
-        let f = judge(&sample(), &discovery(), &seen, false);
+        let f = judge(&sample(), &discovery(), &seen, false, "http://127.0.0.1:8080/");
         assert!(f.problems.is_empty() && f.warnings.is_empty(), "{f:?}");
         let view = f.view.unwrap();
         assert_eq!(view.order_storage, OrderStorage::HposSync);
@@ -267,8 +287,15 @@ mod tests {
         let mut s = sample();
         s.database.database_prefix = "shop2_".into();
         s.settings.hpos_enabled = false;
-        let f = judge(&s, &discovery(), &Newest::Missing { id: 245 }, false);
+        let f = judge(
+            &s,
+            &discovery(),
+            &Newest::Missing { id: 245 },
+            false,
+            "https://shop.example.nl",
+        );
         assert_eq!(f.problems.len(), 3, "{f:?}");
+        assert!(f.warnings[0].contains("Site Address is http://127.0.0.1:8080, rest.url is https://shop.example.nl"));
         assert!(f.problems[0].contains("\"shop2_\"") && f.problems[0].contains("\"wp_\""));
         assert!(f.problems[1].contains("legacy (posts) authoritative"));
         assert!(f.problems[2].contains("order 245"));
@@ -295,7 +322,7 @@ mod tests {
                 name: name.into(),
             });
         }
-        let f = judge(&s, &discovery(), &Newest::NoOrders, false);
+        let f = judge(&s, &discovery(), &Newest::NoOrders, false, "http://127.0.0.1:8080");
         let view = f.view.as_ref().unwrap();
         assert_eq!(
             view.plugins_keeping_personal_data,
@@ -306,7 +333,7 @@ mod tests {
             ]
         );
         assert!(f.warnings.iter().any(|w| w.contains("object cache")), "{f:?}");
-        let flushed = judge(&s, &discovery(), &Newest::NoOrders, true);
+        let flushed = judge(&s, &discovery(), &Newest::NoOrders, true, "http://127.0.0.1:8080");
         assert!(!flushed.warnings.iter().any(|w| w.contains("object cache")));
     }
 }

@@ -14,9 +14,12 @@ use serde_json::Value;
 
 use crate::anonymise;
 use crate::config::Config;
+use crate::engine::Outcome;
 use crate::plan::{Action, Entity, Plan, Step};
 use crate::store::{audit, Store};
+use crate::woo::rest::MAX_PER_PAGE;
 use crate::woo::{Client, RestError};
+use tokio::sync::watch;
 
 /// What one field must look like after the action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,37 +263,87 @@ impl Verification {
     }
 }
 
+/// What the caller lets the check do while it runs.
+pub struct Watch<'a> {
+    /// Turns true on a signal: the REST reads end at once.
+    pub stop: &'a watch::Receiver<bool>,
+    /// Called before each request, for the daemon's watchdog.
+    pub beat: &'a (dyn Fn() + Sync),
+}
+
+/// The longest the REST reads may take: well within the daemon's watchdog stall limit.
+const DEADLINE: Duration = Duration::from_secs(10 * 60);
+/// The longest the post-run command may take after a stop request: systemd waits 90 s.
+const STOPPING_HOOK_LIMIT: Duration = Duration::from_secs(30);
+
 /// Runs `apply.post_run_command`, then reads a sample of what the run changed back
-/// through the REST API; logs the result and stores it in the run row. `None` when the
-/// run changed nothing, or there was neither a command nor a REST check to do.
-pub async fn after_run(config: &Config, store: &Store, plan: &Plan, run_id: u64, applied: u64) -> Option<Verification> {
-    if applied == 0 {
+/// through the REST API; logs the result and stores it in the run row. The command runs
+/// after an interrupted run too (its batches are committed); the reads do not. `None`
+/// when the run changed nothing, or there was neither a command nor a REST check to do.
+pub async fn after_run(
+    config: &Config,
+    store: &Store,
+    plan: &Plan,
+    outcome: &Outcome,
+    watch: &Watch<'_>,
+) -> Option<Verification> {
+    let run_id = outcome.run_id;
+    if outcome.applied == 0 {
         return None;
     }
     let mut v = Verification::default();
     let command = &config.apply.post_run_command;
     if !command.is_empty() {
-        let timeout = Duration::from_secs(config.apply.post_run_timeout_secs);
-        v.post_run_command = Some(match crate::hook::run(command, timeout).await {
+        let mut timeout = Duration::from_secs(config.apply.post_run_timeout_secs);
+        if outcome.interrupted {
+            timeout = timeout.min(STOPPING_HOOK_LIMIT);
+        }
+        (watch.beat)();
+        let running = crate::hook::run(command, timeout);
+        let result = if outcome.interrupted {
+            // The stop already came; the short limit above is what bounds it.
+            running.await.map_err(|e| e.to_string())
+        } else {
+            let mut stop = watch.stop.clone();
+            tokio::select! {
+                r = running => r.map_err(|e| e.to_string()),
+                _ = stop.wait_for(|s| *s) => Err("apply.post_run_command cut short by a stop request".to_owned()),
+            }
+        };
+        v.post_run_command = Some(match result {
             Ok(()) => {
                 tracing::info!(run_id, "post-run command finished");
                 "ok".to_owned()
             }
             Err(e) => {
                 tracing::error!(run_id, error = %e, "post-run command failed");
-                e.to_string()
+                e
             }
         });
     }
     let rest = config.rest.as_ref().filter(|r| r.verify_sample > 0);
     match rest {
         None if v.post_run_command.is_none() => return None,
+        Some(_) if outcome.interrupted => {
+            tracing::warn!(run_id, "stop requested: REST verification skipped");
+            v.error = Some("skipped: the run was stopped".to_owned());
+        }
         None => {}
         Some(rest) => {
-            let steps = sample(plan, applied, rest.verify_sample as usize);
+            let steps = sample(plan, outcome.applied, rest.verify_sample as usize);
             let keep_shipping = config.invoices.keep_shipping_address;
+            let mut stop = watch.stop.clone();
             match Client::new(rest) {
-                Ok(client) => check(&client, &steps, keep_shipping, &mut v).await,
+                Ok(client) => {
+                    let checking = tokio::time::timeout(DEADLINE, check(&client, &steps, keep_shipping, watch, &mut v));
+                    let ended = tokio::select! {
+                        ended = checking => ended.map_err(|_| format!("did not finish within {} minutes", DEADLINE.as_secs() / 60)),
+                        _ = stop.wait_for(|s| *s) => Err("cut short by a stop request".to_owned()),
+                    };
+                    if let Err(why) = ended {
+                        v.error = Some(why);
+                    }
+                }
                 Err(e) => v.error = Some(e.to_string()),
             }
             report(run_id, &v);
@@ -330,33 +383,37 @@ fn report(run_id: u64, v: &Verification) {
 }
 
 /// Reads `steps`' entities and judges each. Orders and customers expected to exist are
-/// read by the page (`include=`); trashed and deleted ones one by one, since WooCommerce's
-/// lists leave them out.
-async fn check(client: &Client, steps: &[Step], keep_shipping: bool, v: &mut Verification) {
+/// read by the page (`include=`, 100 ids a request); trashed and deleted ones, and any the
+/// lists leave out (WooCommerce's order lists skip the trash), one by one.
+async fn check(client: &Client, steps: &[Step], keep_shipping: bool, watch: &Watch<'_>, v: &mut Verification) {
     let result = async {
         for entity in [Entity::Customer, Entity::Order] {
-            let (listed, single): (Vec<&Step>, Vec<&Step>) = steps
-                .iter()
-                .filter(|s| s.action.entity() == entity)
-                .partition(|s| matches!(expect(s.action, keep_shipping), Expect::Scrubbed(_)));
             let path = if entity == Entity::Customer {
                 "/customers"
             } else {
                 "/orders"
             };
-            let found = fetch_listed(client, path, &listed).await?;
-            for s in listed {
+            let (listed, single): (Vec<&Step>, Vec<&Step>) = steps
+                .iter()
+                .filter(|s| s.action.entity() == entity)
+                .partition(|s| matches!(expect(s.action, keep_shipping), Expect::Scrubbed(_)));
+            let mut found = HashMap::new();
+            for chunk in listed.chunks(MAX_PER_PAGE) {
+                (watch.beat)();
+                found.extend(fetch_listed(client, path, chunk).await?);
+            }
+            let unlisted: Vec<&Step> = listed.iter().copied().filter(|s| !found.contains_key(&s.id)).collect();
+            for s in single.iter().chain(&unlisted) {
+                (watch.beat)();
+                match client.get::<Value>(&format!("{path}/{}", s.id), &[]).await {
+                    Ok(json) => drop(found.insert(s.id, json)),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            for s in listed.iter().chain(&single) {
                 v.checked += 1;
                 v.mismatches.extend(judge(s, keep_shipping, found.get(&s.id)));
-            }
-            for s in single {
-                let answer = match client.get::<Value>(&format!("{path}/{}", s.id), &[]).await {
-                    Ok(json) => Some(json),
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(e),
-                };
-                v.checked += 1;
-                v.mismatches.extend(judge(s, keep_shipping, answer.as_ref()));
             }
         }
         Ok::<(), RestError>(())
@@ -367,16 +424,13 @@ async fn check(client: &Client, steps: &[Step], keep_shipping: bool, v: &mut Ver
 }
 
 async fn fetch_listed(client: &Client, path: &str, steps: &[&Step]) -> Result<HashMap<u64, Value>, RestError> {
-    let mut found = HashMap::new();
-    if steps.is_empty() {
-        return Ok(found);
-    }
     let ids: Vec<String> = steps.iter().map(|s| s.id.to_string()).collect();
     let mut query = vec![("include", ids.join(","))];
     if path == "/customers" {
         // WooCommerce lists only the `customer` role unless told otherwise.
         query.push(("role", "all".to_owned()));
     }
+    let mut found = HashMap::new();
     for item in client.list::<Value>(path, &query).await? {
         if let Some(id) = item.get("id").and_then(Value::as_u64) {
             found.insert(id, item);

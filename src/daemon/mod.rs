@@ -319,7 +319,11 @@ impl Daemon {
         let heartbeat = self.heartbeat.clone();
         let progress = move |p: Progress| {
             heartbeat.beat();
-            notify::status(&format!("applying batch {}/{} ({})", p.batch, p.batches, p.phase));
+            if p.phase == "verify" {
+                notify::status("reading the run's changes back through the REST API");
+            } else {
+                notify::status(&format!("applying batch {}/{} ({})", p.batch, p.batches, p.phase));
+            }
         };
         let control = Control {
             stop: &self.stop,

@@ -59,7 +59,8 @@ pub enum RestError {
 fn hint(status: u16, code: &str, message: &str) -> &'static str {
     match (status, code) {
         (401, "woocommerce_rest_authentication_error") if message.contains("signature") => {
-            " (OAuth signatures are made over WordPress's home URL: rest.url must be the shop's Site Address)"
+            " (check rest.consumer_secret; and OAuth signatures are made over WordPress's home URL: rest.url must be \
+             http:// and the Site Address's host and path)"
         }
         (401, "woocommerce_rest_authentication_error") => " (check rest.consumer_key and rest.consumer_secret)",
         (401 | 403, _) => {
@@ -79,8 +80,10 @@ impl RestError {
         }
     }
 
+    /// WooCommerce says the id does not exist (`…_invalid_id`). WordPress's 404 for a
+    /// route it does not know (WooCommerce deactivated, a wrong URL) is not that.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, RestError::Api { status: 404, .. })
+        matches!(self, RestError::Api { status: 404, code, .. } if code.ends_with("_invalid_id"))
     }
 }
 
@@ -88,8 +91,6 @@ impl RestError {
 #[derive(Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    /// `X-WP-Total`: items in the whole collection.
-    pub total: u64,
     /// `X-WP-TotalPages`.
     pub total_pages: u64,
 }
@@ -115,7 +116,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("api", &self.api)
+            .field("api", &config::redact_url(&self.api))
             .field("signed", &self.signed)
             .finish_non_exhaustive()
     }
@@ -194,7 +195,7 @@ impl Client {
         parse(path, &body)
     }
 
-    /// One page of a collection, with WooCommerce's totals.
+    /// One page of a collection, with WooCommerce's page count.
     pub async fn page<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -214,7 +215,6 @@ impl Client {
         };
         let items: Vec<T> = parse(path, &body)?;
         Ok(Page {
-            total: number("x-wp-total").unwrap_or(items.len() as u64),
             total_pages: number("x-wp-totalpages").unwrap_or(1),
             items,
         })
@@ -367,12 +367,29 @@ fn error_for(request: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]
         };
     }
     match serde_json::from_slice::<WooError>(body) {
-        Ok(e) => RestError::Api {
-            request: request.to_owned(),
-            status: status.as_u16(),
-            code: e.code,
-            message: plain_text(&e.message),
-        },
+        Ok(e) => {
+            let code: String = e
+                .code
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
+            // WooCommerce's and WordPress's own codes come with fixed messages; another
+            // plugin's message may say anything, a customer's details included.
+            let own = ["woocommerce_", "wc_", "rest_", "internal_server_error"]
+                .iter()
+                .any(|p| code.starts_with(p));
+            RestError::Api {
+                request: request.to_owned(),
+                status: status.as_u16(),
+                message: if own {
+                    plain_text(&e.message)
+                } else {
+                    "(a message from outside WooCommerce, not shown)".to_owned()
+                },
+                code,
+            }
+        }
         Err(_) => RestError::Http {
             request: request.to_owned(),
             status: status.as_u16(),
