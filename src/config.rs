@@ -782,7 +782,7 @@ impl Loaded {
     /// Checks what serde cannot, resolves secret files, and notes loose permissions.
     fn finish(&mut self, path: &Path) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        let mut early_warnings = Vec::new();
+        let mut warnings = Vec::new();
         let c = &mut self.config;
         let db = &mut c.database;
         if db.table_prefix.is_empty()
@@ -899,7 +899,7 @@ impl Loaded {
             let url = redact_url(&rest.url);
             match rest.url.split_once("://").map(|(scheme, _)| scheme) {
                 Some("https") => {}
-                Some("http") if rest.allow_insecure_http => early_warnings.push(format!(
+                Some("http") if rest.allow_insecure_http => warnings.push(format!(
                     "rest.url {url} is plain HTTP: requests are signed (OAuth 1.0a), but customers' data in the answers travels unencrypted"
                 )),
                 Some("http") => problems.push(format!(
@@ -939,7 +939,6 @@ impl Loaded {
             ));
         }
 
-        let mut warnings = early_warnings;
         let mut resolve =
             |key: &str, inline: &mut Option<Secret>, file: &Option<PathBuf>| match (inline.is_some(), file) {
                 (true, Some(_)) => problems.push(format!("  {key}: set either {key} or {key}_file, not both")),

@@ -162,11 +162,15 @@ async fn run_locked(
         }
     }
     // Planning only reads, so a stop cuts it short rather than waiting for it.
-    let mut stop = control.stop.clone();
-    let planned = tokio::select! {
-        planned = plan_for(store, config, request.now, request.erasure.clone()) => planned?,
-        _ = stop.wait_for(|stop| *stop) => return Ok(Ran::Stopped),
+    let Some(planned) = unless_stopped(
+        control.stop,
+        plan_for(store, config, request.now, request.erasure.clone()),
+    )
+    .await
+    else {
+        return Ok(Ran::Stopped);
     };
+    let planned = planned?;
     let mut outcome = apply(store, config, &planned, lock, request, control).await?;
     // Under the lock still, so no other run writes while the cache is flushed and read.
     let beat = || {
@@ -185,6 +189,16 @@ async fn run_locked(
         planned: Box::new(planned),
         outcome,
     })
+}
+
+/// `work`'s result, or `None` when the stop flag turns true first (or already is): for
+/// work that only reads or waits, which a stop may drop half done.
+pub async fn unless_stopped<F: std::future::Future>(stop: &watch::Receiver<bool>, work: F) -> Option<F::Output> {
+    let mut stop = stop.clone();
+    tokio::select! {
+        done = work => Some(done),
+        _ = stop.wait_for(|stop| *stop) => None,
+    }
 }
 
 /// What the caller lets a run do, and hears from it, while it runs.

@@ -92,15 +92,26 @@ fn site(url: &str) -> String {
     rest.trim_end_matches('/').to_ascii_lowercase()
 }
 
-/// Compares the REST view with the database's and `rest_url`. Pure.
-pub fn judge(status: &SystemStatus, db: &Discovery, newest: &Newest, flushes_cache: bool, rest_url: &str) -> Findings {
+/// What the config says about the API's side.
+pub struct Configured<'a> {
+    /// `rest.url`.
+    pub url: &'a str,
+    /// Requests are signed with OAuth 1.0a (plain HTTP).
+    pub signed: bool,
+    /// An `apply.post_run_command` is set.
+    pub flushes_cache: bool,
+}
+
+/// Compares the REST view with the database's and the config's. Pure.
+pub fn judge(status: &SystemStatus, db: &Discovery, newest: &Newest, ours: &Configured<'_>) -> Findings {
     let mut f = Findings::default();
+    let rest_url = ours.url;
     if site(&status.environment.home_url) != site(rest_url) {
         f.warnings.push(format!(
             "rest: WordPress's Site Address is {}, rest.url is {}: OAuth signatures (plain HTTP) are made over the \
              Site Address and fail, and the two may be different shops",
-            crate::config::redact_url(&status.environment.home_url),
-            crate::config::redact_url(rest_url)
+            config::redact_url(&status.environment.home_url),
+            config::redact_url(rest_url)
         ));
     }
     let rest_storage = OrderStorage::from_flags(status.settings.hpos_enabled, status.settings.hpos_sync_enabled);
@@ -140,7 +151,7 @@ pub fn judge(status: &SystemStatus, db: &Discovery, newest: &Newest, flushes_cac
         Newest::Seen { .. } => {}
     }
     let object_cache = status.environment.external_object_cache == Some(true);
-    if object_cache && !flushes_cache {
+    if object_cache && !ours.flushes_cache {
         f.warnings.push(
             "rest: WordPress uses a persistent object cache, which keeps serving old personal data after the service's \
              SQL writes: set apply.post_run_command (e.g. [\"wp\", \"cache\", \"flush\", \"--path=/var/www/shop\"])"
@@ -167,8 +178,12 @@ pub fn judge(status: &SystemStatus, db: &Discovery, newest: &Newest, flushes_cac
         }
     }
     f.view = Some(RestView {
-        url: String::new(),
-        authentication: "",
+        url: config::redact_url(rest_url),
+        authentication: if ours.signed {
+            "OAuth 1.0a (plain HTTP)"
+        } else {
+            "basic (HTTPS)"
+        },
         woocommerce_version: status.environment.version.clone(),
         order_storage: rest_storage,
         database_prefix: status.database.database_prefix.clone(),
@@ -195,26 +210,13 @@ pub async fn run(config: &Config, store: &Store, db: &Discovery) -> Findings {
         Ok(n) => (n, None),
         Err(problem) => (Newest::NoOrders, Some(problem)),
     };
-    let mut f = judge(
-        &status,
-        db,
-        &newest,
-        !config.apply.post_run_command.is_empty(),
-        &rest.url,
-    );
+    let ours = Configured {
+        url: &rest.url,
+        signed: client.signs_requests(),
+        flushes_cache: !config.apply.post_run_command.is_empty(),
+    };
+    let mut f = judge(&status, db, &newest, &ours);
     f.problems.extend(unread);
-    finish(f, rest, &client)
-}
-
-fn finish(mut f: Findings, rest: &config::Rest, client: &Client) -> Findings {
-    if let Some(view) = &mut f.view {
-        view.url = config::redact_url(&rest.url);
-        view.authentication = if client.signs_requests() {
-            "OAuth 1.0a (plain HTTP)"
-        } else {
-            "basic (HTTPS)"
-        };
-    }
     f
 }
 
@@ -268,6 +270,13 @@ mod tests {
         Discovery::example("wp_", "11.0.1", OrderStorage::HposSync)
     }
 
+    /// The sample's own shop over plain HTTP.
+    const LOCAL: Configured<'static> = Configured {
+        url: "http://127.0.0.1:8080/",
+        signed: true,
+        flushes_cache: false,
+    };
+
     #[test]
     fn the_real_sample_agrees_with_its_own_store() {
         let seen = Newest::Seen {
@@ -275,9 +284,11 @@ mod tests {
             db_status: "processing".into(),
             rest_status: "processing".into(),
         };
-        let f = judge(&sample(), &discovery(), &seen, false, "http://127.0.0.1:8080/");
+        let f = judge(&sample(), &discovery(), &seen, &LOCAL);
         assert!(f.problems.is_empty() && f.warnings.is_empty(), "{f:?}");
         let view = f.view.unwrap();
+        assert_eq!(view.authentication, "OAuth 1.0a (plain HTTP)");
+        assert_eq!(view.url, "http://127.0.0.1:8080/");
         assert_eq!(view.order_storage, OrderStorage::HposSync);
         assert!(!view.object_cache);
     }
@@ -287,13 +298,12 @@ mod tests {
         let mut s = sample();
         s.database.database_prefix = "shop2_".into();
         s.settings.hpos_enabled = false;
-        let f = judge(
-            &s,
-            &discovery(),
-            &Newest::Missing { id: 245 },
-            false,
-            "https://shop.example.nl",
-        );
+        let elsewhere = Configured {
+            url: "https://shop.example.nl",
+            signed: false,
+            ..LOCAL
+        };
+        let f = judge(&s, &discovery(), &Newest::Missing { id: 245 }, &elsewhere);
         assert_eq!(f.problems.len(), 3, "{f:?}");
         assert!(f.warnings[0].contains("Site Address is http://127.0.0.1:8080, rest.url is https://shop.example.nl"));
         assert!(f.problems[0].contains("\"shop2_\"") && f.problems[0].contains("\"wp_\""));
@@ -322,7 +332,7 @@ mod tests {
                 name: name.into(),
             });
         }
-        let f = judge(&s, &discovery(), &Newest::NoOrders, false, "http://127.0.0.1:8080");
+        let f = judge(&s, &discovery(), &Newest::NoOrders, &LOCAL);
         let view = f.view.as_ref().unwrap();
         assert_eq!(
             view.plugins_keeping_personal_data,
@@ -333,7 +343,15 @@ mod tests {
             ]
         );
         assert!(f.warnings.iter().any(|w| w.contains("object cache")), "{f:?}");
-        let flushed = judge(&s, &discovery(), &Newest::NoOrders, true, "http://127.0.0.1:8080");
+        let flushed = judge(
+            &s,
+            &discovery(),
+            &Newest::NoOrders,
+            &Configured {
+                flushes_cache: true,
+                ..LOCAL
+            },
+        );
         assert!(!flushed.warnings.iter().any(|w| w.contains("object cache")));
     }
 }

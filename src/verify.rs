@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::anonymise;
 use crate::config::Config;
-use crate::engine::Outcome;
+use crate::engine::{unless_stopped, Outcome};
 use crate::plan::{Action, Entity, Plan, Step};
 use crate::store::{audit, Store};
 use crate::woo::rest::MAX_PER_PAGE;
@@ -41,7 +41,7 @@ enum Kind {
 }
 
 fn kind_of(field: &str) -> Kind {
-    match field.rsplit('.').next().unwrap_or(field) {
+    match tail(field) {
         "email" => Kind::Email,
         "phone" => Kind::Phone,
         "state" | "country" => Kind::Empty,
@@ -304,10 +304,9 @@ pub async fn after_run(
             // The stop already came; the short limit above is what bounds it.
             running.await.map_err(|e| e.to_string())
         } else {
-            let mut stop = watch.stop.clone();
-            tokio::select! {
-                r = running => r.map_err(|e| e.to_string()),
-                _ = stop.wait_for(|s| *s) => Err("apply.post_run_command cut short by a stop request".to_owned()),
+            match unless_stopped(watch.stop, running).await {
+                Some(r) => r.map_err(|e| e.to_string()),
+                None => Err("apply.post_run_command cut short by a stop request".to_owned()),
             }
         };
         v.post_run_command = Some(match result {
@@ -332,16 +331,15 @@ pub async fn after_run(
         Some(rest) => {
             let steps = sample(plan, outcome.applied, rest.verify_sample as usize);
             let keep_shipping = config.invoices.keep_shipping_address;
-            let mut stop = watch.stop.clone();
             match Client::new(rest) {
                 Ok(client) => {
                     let checking = tokio::time::timeout(DEADLINE, check(&client, &steps, keep_shipping, watch, &mut v));
-                    let ended = tokio::select! {
-                        ended = checking => ended.map_err(|_| format!("did not finish within {} minutes", DEADLINE.as_secs() / 60)),
-                        _ = stop.wait_for(|s| *s) => Err("cut short by a stop request".to_owned()),
-                    };
-                    if let Err(why) = ended {
-                        v.error = Some(why);
+                    match unless_stopped(watch.stop, checking).await {
+                        Some(Ok(())) => {}
+                        Some(Err(_)) => {
+                            v.error = Some(format!("did not finish within {} minutes", DEADLINE.as_secs() / 60))
+                        }
+                        None => v.error = Some("cut short by a stop request".to_owned()),
                     }
                 }
                 Err(e) => v.error = Some(e.to_string()),

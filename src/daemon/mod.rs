@@ -263,10 +263,10 @@ impl Daemon {
             tracing::info!("no [rest] section: working on the database alone, without REST verification");
             return;
         }
-        let mut stop = self.stop.clone();
-        let findings = tokio::select! {
-            f = preflight::run(&self.config, &self.store, discovery) => f,
-            _ = stop.wait_for(|s| *s) => return,
+        let Some(findings) =
+            engine::unless_stopped(&self.stop, preflight::run(&self.config, &self.store, discovery)).await
+        else {
+            return;
         };
         for p in &findings.problems {
             tracing::error!(problem = %p, "REST preflight");
