@@ -2,16 +2,19 @@
 //! pass by pass into the pure [`Planner`], and apply the resulting [`Plan`] in batches.
 //! The daemon's cycle and the `plan` and `apply` commands are built from these two steps.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use mysql_async::Conn;
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::localtime::ShopZone;
-use crate::plan::Plan;
+use crate::plan::{Plan, Step};
 use crate::policy::{Erasure, Planner, PolicyError, Restrictions, Rules};
-use crate::store::apply::Writer;
+use crate::store::apply::{Reviews, Writer};
 use crate::store::lock::RunLock;
 use crate::store::read::Reader;
 use crate::store::{audit, discover, migrations, Layout, Store, StoreError};
@@ -74,11 +77,23 @@ async fn plan_for(
     let mut rules = Rules::new(config, zone, now, Restrictions::new(pepper, hashes)?)?;
     rules.erasure = erasure;
     let mut planner = Planner::new(&rules);
-    reader.customers(|f| planner.customer(f)).await?;
+    // Each pass's time goes into the log: where a slow plan spends it.
+    let mut lap = Instant::now();
+    let mut passes_ms = [0u64; 5];
+    let mut mark = |pass: usize| {
+        passes_ms[pass] = lap.elapsed().as_millis() as u64;
+        lap = Instant::now();
+    };
+    let accounts = reader.customers(|f| planner.customer(f)).await?;
+    mark(0);
     reader.guests(|f| planner.guest(f)).await?;
-    reader.orders(|f| planner.order(f)).await?;
+    mark(1);
+    reader.orders(&accounts, |f| planner.order(f)).await?;
+    mark(2);
     reader.sessions(|f| planner.session(f)).await?;
+    mark(3);
     reader.downloads(|f| planner.download(f)).await?;
+    mark(4);
     drop(conn);
     let plan = planner.finish();
     for w in &plan.warnings {
@@ -93,6 +108,11 @@ async fn plan_for(
         subjects_total = plan.subjects_total,
         restricted_skipped = plan.restricted_skipped,
         elapsed_ms = started.elapsed().as_millis() as u64,
+        customers_ms = passes_ms[0],
+        guests_ms = passes_ms[1],
+        orders_ms = passes_ms[2],
+        sessions_ms = passes_ms[3],
+        downloads_ms = passes_ms[4],
         "plan made"
     );
     Ok(Planned {
@@ -317,8 +337,9 @@ async fn apply_batches(
         keep_shipping: config.invoices.keep_shipping_address,
         extra_order_meta: &config.personal_data.extra_order_meta_keys,
         extra_user_meta: &config.personal_data.extra_user_meta_keys,
+        audit_turn: Default::default(),
     };
-    let conn = lock.conn();
+    let reviews = writer.reviews_of(lock.conn(), &plan.customers).await?;
     let (customer_batch, order_batch) = (config.apply.customer_batch, config.apply.order_batch);
     let phases = [
         (Phase::Customers, &plan.customers, customer_batch),
@@ -326,39 +347,107 @@ async fn apply_batches(
         (Phase::Sessions, &plan.sessions, order_batch),
         (Phase::Downloads, &plan.downloads, order_batch),
     ];
+    let most_batches = phases.iter().map(|(_, steps, size)| steps.len().div_ceil(*size)).max();
+    let mut extra = Vec::new();
+    for _ in 1..config.apply.workers.min(most_batches.unwrap_or(0)) {
+        extra.push(store.conn().await?);
+    }
+    let mut conns: Vec<&mut Conn> = std::iter::once(lock.conn()).chain(extra.iter_mut()).collect();
     let mut applied = 0u64;
     for (phase, steps, size) in phases {
-        let batches = steps.len().div_ceil(size);
-        for (i, batch) in steps.chunks(size).enumerate() {
-            if *control.stop.borrow() {
-                tracing::warn!(
-                    run_id,
-                    phase = phase.as_str(),
-                    batch = i + 1,
-                    batches,
-                    "stop requested: ending after a whole batch"
-                );
-                return Ok((applied, true));
-            }
-            (control.progress)(Progress {
-                phase: phase.as_str(),
-                batch: i + 1,
-                batches,
-            });
-            let started = Instant::now();
-            let now = Utc::now();
-            match phase {
-                Phase::Customers => writer.customers(conn, run_id, batch, now).await?,
-                Phase::Orders => writer.orders(conn, run_id, batch, now).await?,
-                Phase::Sessions => writer.sessions(conn, run_id, batch, now).await?,
-                Phase::Downloads => writer.downloads(conn, run_id, batch, now).await?,
-            }
-            applied += batch.len() as u64;
-            tracing::info!(
+        let work = Work {
+            run_id,
+            phase,
+            batches: steps.chunks(size).collect(),
+            next: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            writer: &writer,
+            reviews: &reviews,
+            control,
+        };
+        let results = join_all(conns.iter_mut().map(|conn| work.worker(conn))).await;
+        for result in results {
+            applied += result?;
+        }
+        let (done, batches) = (work.done.into_inner(), work.batches.len());
+        if done < batches {
+            tracing::warn!(
                 run_id,
                 phase = phase.as_str(),
-                batch = i + 1,
+                batches_done = done,
                 batches,
+                "stop requested: ended after whole batches"
+            );
+            return Ok((applied, true));
+        }
+    }
+    Ok((applied, false))
+}
+
+/// One phase's batches, shared by the workers: each takes the next batch until none is
+/// left, a stop is requested or another worker failed.
+struct Work<'a> {
+    run_id: u64,
+    phase: Phase,
+    batches: Vec<&'a [Step]>,
+    next: AtomicUsize,
+    done: AtomicUsize,
+    failed: AtomicBool,
+    writer: &'a Writer<'a>,
+    reviews: &'a Reviews,
+    control: &'a Control<'a>,
+}
+
+/// Tries of a batch that the server chose as a deadlock's victim: two workers' batches
+/// can meet on shared rows (a person's reviews, the analytics row of an email).
+const DEADLOCK_TRIES: u32 = 3;
+
+impl Work<'_> {
+    /// Steps committed by this worker.
+    async fn worker(&self, conn: &mut Conn) -> Result<u64, StoreError> {
+        let mut applied = 0u64;
+        loop {
+            if *self.control.stop.borrow() || self.failed.load(Ordering::SeqCst) {
+                return Ok(applied);
+            }
+            let i = self.next.fetch_add(1, Ordering::SeqCst);
+            let Some(batch) = self.batches.get(i) else {
+                return Ok(applied);
+            };
+            (self.control.progress)(Progress {
+                phase: self.phase.as_str(),
+                batch: i + 1,
+                batches: self.batches.len(),
+            });
+            let started = Instant::now();
+            let mut attempt = 1;
+            loop {
+                match self.batch(conn, batch).await {
+                    Ok(()) => break,
+                    Err(e) if e.is_deadlock() && attempt < DEADLOCK_TRIES => {
+                        tracing::warn!(
+                            run_id = self.run_id,
+                            phase = self.phase.as_str(),
+                            batch = i + 1,
+                            attempt,
+                            "batch rolled back in a deadlock with another batch; trying it again"
+                        );
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        self.failed.store(true, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
+            }
+            applied += batch.len() as u64;
+            self.done.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(
+                run_id = self.run_id,
+                phase = self.phase.as_str(),
+                batch = i + 1,
+                batches = self.batches.len(),
                 entities = batch.len(),
                 first_id = batch.first().map_or(0, |s| s.id),
                 last_id = batch.last().map_or(0, |s| s.id),
@@ -367,7 +456,16 @@ async fn apply_batches(
             );
         }
     }
-    Ok((applied, false))
+
+    async fn batch(&self, conn: &mut Conn, batch: &[Step]) -> Result<(), StoreError> {
+        let (w, run_id, now) = (self.writer, self.run_id, Utc::now());
+        match self.phase {
+            Phase::Customers => w.customers(conn, run_id, batch, self.reviews, now).await,
+            Phase::Orders => w.orders(conn, run_id, batch, now).await,
+            Phase::Sessions => w.sessions(conn, run_id, batch, now).await,
+            Phase::Downloads => w.downloads(conn, run_id, batch, now).await,
+        }
+    }
 }
 
 /// The parts of a plan, applied in this order.

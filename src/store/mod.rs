@@ -108,6 +108,12 @@ impl StoreError {
         }
     }
 
+    /// Whether the server rolled the transaction back as a deadlock's victim: trying the
+    /// same transaction again is the remedy.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, StoreError::Sql { source: mysql_async::Error::Server(e), .. } if e.code == 1213)
+    }
+
     /// Wraps a driver error with what was being done; connection-level failures become
     /// the specific variants above.
     pub fn sql(context: impl Into<String>, store: &Store) -> impl FnOnce(mysql_async::Error) -> StoreError + '_ {
