@@ -74,12 +74,9 @@ mariadb_make_tls() {
 
 mariadb_start() {
   mariadb_ensure_installed || return 1
-  local server install_db client_admin
-  server=$(mariadb_find_server)
+  local install_db
   install_db=$(command -v mariadb-install-db || command -v mysql_install_db) || {
     echo "error: mariadb-install-db not found" >&2; return 1; }
-  client_admin=$(command -v mariadb-admin || command -v mysqladmin) || {
-    echo "error: mariadb-admin not found" >&2; return 1; }
 
   MARIADB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wcr-mariadb.XXXXXX")
   MARIADB_SOCKET="$MARIADB_DIR/mysqld.sock"
@@ -92,11 +89,25 @@ mariadb_start() {
     --auth-root-authentication-method=normal --skip-test-db >"$MARIADB_DIR/install.log" 2>&1 || {
     echo "error: mariadb-install-db failed; see below" >&2; cat "$MARIADB_DIR/install.log" >&2; return 1; }
 
+  mariadb_launch
+}
+
+# Starts the server on the data in $MARIADB_DIR/data (after mariadb_start, or after
+# mariadb_shutdown and a change of the data files, as the benchmark does).
+mariadb_launch() {
+  local server client_admin user_opt=()
+  server=$(mariadb_find_server)
+  client_admin=$(command -v mariadb-admin || command -v mysqladmin) || {
+    echo "error: mariadb-admin not found" >&2; return 1; }
+  [ "$(id -u)" = 0 ] && user_opt=(--user=root)
   # The port is free when picked but another process may take it before the server binds:
   # then try another one.
   local attempt i
   for attempt in 1 2 3; do
-    MARIADB_PORT=$(mariadb_free_port) || return 1
+    # A relaunch keeps its port (clients' URLs name it) unless it was taken meanwhile.
+    if [ "$attempt" != 1 ] || [ -z "${MARIADB_PORT:-}" ]; then
+      MARIADB_PORT=$(mariadb_free_port) || return 1
+    fi
     : >"$MARIADB_DIR/error.log"
     # shellcheck disable=SC2086 # MARIADB_EXTRA_OPTS is a list of options
     "$server" --no-defaults "${user_opt[@]}" --datadir="$MARIADB_DIR/data" \
@@ -124,6 +135,15 @@ mariadb_start() {
   return 1
 }
 
+# Stops the server and keeps its files (for mariadb_launch).
+mariadb_shutdown() {
+  if [ -n "${MARIADB_PID:-}" ] && kill -0 "$MARIADB_PID" 2>/dev/null; then
+    kill "$MARIADB_PID" 2>/dev/null || true
+    wait "$MARIADB_PID" 2>/dev/null || true
+  fi
+  MARIADB_PID=
+}
+
 # Safe under `set -e` (callers' traps run with it): every step tolerates "already gone".
 mariadb_stop() {
   mariadb_remove_policy
@@ -137,4 +157,5 @@ mariadb_stop() {
   if [ -n "${MARIADB_DIR:-}" ]; then rm -rf "$MARIADB_DIR"; fi
   MARIADB_PID=
   MARIADB_DIR=
+  MARIADB_PORT=
 }
