@@ -1139,6 +1139,14 @@ mod tests {
                 "database.table_prefix",
             ),
             (format!("{MINIMAL}[log]\nformat = \"xml\"\n"), "log.format"),
+            (
+                format!("{MINIMAL}[apply]\nworkers = 0\n"),
+                "apply.workers: 0 is out of range: use 1, or at most database.pool_max - 1 (here 3)",
+            ),
+            (
+                format!("{MINIMAL}pool_max = 2\n[apply]\nworkers = 2\n"),
+                "apply.workers: 2 is out of range: use 1, or at most database.pool_max - 1 (here 1)",
+            ),
         ];
         for (text, want) in cases {
             let e = error_of(&text);

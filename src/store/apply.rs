@@ -171,14 +171,14 @@ impl Writer<'_> {
         let what = "finding the customers' reviews";
         // The watermark first: a comment written during the scan or later is above it,
         // and the batches look at everything above it.
-        let watermark: Option<u64> = conn
+        let watermark: Option<Value> = conn
             .query_first(format!("SELECT MAX(comment_ID) FROM {comments}"))
             .await
             .map_err(StoreError::sql(what, self.store))?;
-        reviews.watermark = watermark.unwrap_or(0);
+        reviews.watermark = watermark.as_ref().and_then(u64_of).unwrap_or(0);
         let wanted: std::collections::HashSet<u64> = customers.iter().map(|s| s.id).collect();
         let started = Instant::now();
-        let rows: Vec<(u64, u64)> = conn
+        let rows: Vec<(Value, Value)> = conn
             .exec(
                 format!(
                     "SELECT comment_ID, user_id FROM {comments} WHERE comment_type <> 'order_note' AND user_id <> 0 \
@@ -190,8 +190,10 @@ impl Writer<'_> {
             .map_err(StoreError::sql(what, self.store))?;
         timed(what, rows.len() as u64, started);
         for (comment, user) in rows {
-            if wanted.contains(&user) {
-                reviews.by_user.entry(user).or_default().push(comment);
+            if let (Some(comment), Some(user)) = (u64_of(&comment), u64_of(&user)) {
+                if wanted.contains(&user) {
+                    reviews.by_user.entry(user).or_default().push(comment);
+                }
             }
         }
         Ok(reviews)
@@ -685,7 +687,7 @@ impl Writer<'_> {
     }
 
     /// The accounts' emails, read before the accounts lose them.
-    async fn account_emails(&self, tx: &mut Tx<'_>, steps: &[Step]) -> Result<Vec<String>, StoreError> {
+    async fn account_emails(&self, tx: &mut Tx<'_>, steps: &[Step]) -> Result<Vec<Value>, StoreError> {
         let sql = format!(
             "SELECT DISTINCT user_email FROM {} WHERE ID IN ({}) AND user_email <> ''",
             tx.t("users"),
@@ -694,8 +696,9 @@ impl Writer<'_> {
         tx.column("reading the accounts' emails", sql, vec![]).await
     }
 
-    /// The distinct billing emails of these orders, from the authoritative storage.
-    async fn order_emails(&self, tx: &mut Tx<'_>, ids: &[u64]) -> Result<Vec<String>, StoreError> {
+    /// The distinct billing emails of these orders, from the authoritative storage, as
+    /// stored: they go back to the server as they came, whatever their bytes.
+    async fn order_emails(&self, tx: &mut Tx<'_>, ids: &[u64]) -> Result<Vec<Value>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -721,7 +724,7 @@ impl Writer<'_> {
     /// changed by primary key: two batches side by side often share a person, and a
     /// locking scan of an email index would also wait for rows of other people whose
     /// emails begin alike (the index holds a prefix) until the other batch commits.
-    async fn forget_emails(&self, tx: &mut Tx<'_>, emails: &[String]) -> Result<(), StoreError> {
+    async fn forget_emails(&self, tx: &mut Tx<'_>, emails: &[Value]) -> Result<(), StoreError> {
         if emails.is_empty() {
             return Ok(());
         }
@@ -771,8 +774,7 @@ impl Writer<'_> {
             ),
         ];
         for (what, find, change) in changes {
-            let params = emails.iter().map(|e| Value::from(e.as_str())).collect();
-            let ids = tx.ids(what, find, params).await?;
+            let ids = tx.ids(what, find, emails.to_vec()).await?;
             if !ids.is_empty() {
                 tx.run(what, format!("{change} ({})", id_list(ids)), vec![]).await?;
             }
