@@ -41,14 +41,10 @@ BEGIN
       SELECT DISTINCT u.user_email AS email FROM wp_users u JOIN t_users t ON t.id = u.ID WHERE u.user_email <> '';
     CALL bench_forget_emails();
 
-    UPDATE wp_comments c JOIN t_reviews r ON r.comment_id = c.comment_ID JOIN t_users t ON t.id = r.user_id
-      SET c.comment_author = '[deleted]',
-          c.comment_author_email = IF(c.comment_author_email IS NULL OR c.comment_author_email = '', c.comment_author_email, 'deleted@site.invalid'),
-          c.comment_author_url = '',
-          c.comment_author_IP = IF(c.comment_author_IP IS NULL OR c.comment_author_IP = '', c.comment_author_IP, '0.0.0.0'),
-          c.comment_agent = IF(c.comment_agent IS NULL OR c.comment_agent = '', c.comment_agent, '[deleted]'),
-          c.user_id = 0
-      WHERE c.comment_type <> 'order_note';
+    DROP TEMPORARY TABLE IF EXISTS t_review_ids;
+    CREATE TEMPORARY TABLE t_review_ids (id BIGINT UNSIGNED PRIMARY KEY)
+      SELECT r.comment_id AS id FROM t_reviews r JOIN t_users t ON t.id = r.user_id;
+    CALL bench_anonymise_reviews();
     UPDATE wp_wc_customer_lookup l JOIN t_users t ON t.id = l.user_id
       SET l.username = CONCAT('anonymised-', l.user_id),
           l.first_name = IF(l.first_name IS NULL OR l.first_name = '', l.first_name, '[deleted]'),
@@ -210,14 +206,11 @@ END //
 DROP PROCEDURE IF EXISTS bench_forget_emails //
 CREATE PROCEDURE bench_forget_emails()
 BEGIN
-  UPDATE wp_comments c JOIN t_emails e ON c.comment_author_email = e.email
-    SET c.comment_author = '[deleted]',
-        c.comment_author_email = IF(c.comment_author_email IS NULL OR c.comment_author_email = '', c.comment_author_email, 'deleted@site.invalid'),
-        c.comment_author_url = '',
-        c.comment_author_IP = IF(c.comment_author_IP IS NULL OR c.comment_author_IP = '', c.comment_author_IP, '0.0.0.0'),
-        c.comment_agent = IF(c.comment_agent IS NULL OR c.comment_agent = '', c.comment_agent, '[deleted]'),
-        c.user_id = 0
+  DROP TEMPORARY TABLE IF EXISTS t_review_ids;
+  CREATE TEMPORARY TABLE t_review_ids (id BIGINT UNSIGNED PRIMARY KEY)
+    SELECT c.comment_ID AS id FROM wp_comments c JOIN t_emails e ON c.comment_author_email = e.email
     WHERE c.comment_type <> 'order_note';
+  CALL bench_anonymise_reviews();
   UPDATE wp_posts p JOIN t_emails e ON p.post_title = e.email SET p.post_title = 'deleted@site.invalid'
     WHERE p.post_type = 'user_request';
   UPDATE wp_wc_customer_lookup l JOIN t_emails e ON l.email = e.email
@@ -226,6 +219,19 @@ BEGIN
         l.postcode = IF(l.postcode IS NULL OR l.postcode = '', l.postcode, '[deleted]'),
         l.city = IF(l.city IS NULL OR l.city = '', l.city, '[deleted]'), l.state = '', l.country = ''
     WHERE l.user_id IS NULL;
+END //
+
+-- The comments in t_review_ids lose their author's name, email, address, IP and agent.
+DROP PROCEDURE IF EXISTS bench_anonymise_reviews //
+CREATE PROCEDURE bench_anonymise_reviews()
+BEGIN
+  UPDATE wp_comments c JOIN t_review_ids r ON r.id = c.comment_ID
+    SET c.comment_author = '[deleted]',
+        c.comment_author_email = IF(c.comment_author_email IS NULL OR c.comment_author_email = '', c.comment_author_email, 'deleted@site.invalid'),
+        c.comment_author_url = '',
+        c.comment_author_IP = IF(c.comment_author_IP IS NULL OR c.comment_author_IP = '', c.comment_author_IP, '0.0.0.0'),
+        c.comment_agent = IF(c.comment_agent IS NULL OR c.comment_agent = '', c.comment_agent, '[deleted]'),
+        c.user_id = 0;
 END //
 
 DELIMITER ;
