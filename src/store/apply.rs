@@ -11,12 +11,12 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use mysql_async::prelude::{FromValue, Queryable};
+use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, IsolationLevel, Transaction, TxOpts, Value};
 
 use super::read::{ORDER_MARKER, USER_MARKER};
 use super::values::{id_list, id_text_list, u64_of};
-use super::{audit, Layout, Store, StoreError};
+use super::{audit, timed, Layout, Store, StoreError};
 use crate::anonymise::{self, address_field_sql, address_fields, email_sql, ip_sql, phone_sql, text_sql};
 use crate::localtime::ShopZone;
 use crate::plan::{Action, Step};
@@ -54,19 +54,14 @@ impl Tx<'_> {
     }
 
     async fn ids(&mut self, what: &str, sql: String, params: Vec<Value>) -> Result<Vec<u64>, StoreError> {
-        let values: Vec<Value> = self.column(what, sql, params).await?;
+        let values = self.column(what, sql, params).await?;
         Ok(values.iter().filter_map(u64_of).collect())
     }
 
-    /// The first column of every row.
-    async fn column<T: FromValue + Send + 'static>(
-        &mut self,
-        what: &str,
-        sql: String,
-        params: Vec<Value>,
-    ) -> Result<Vec<T>, StoreError> {
+    /// The first column of every row, as stored.
+    async fn column(&mut self, what: &str, sql: String, params: Vec<Value>) -> Result<Vec<Value>, StoreError> {
         let started = Instant::now();
-        let rows: Vec<T> = self
+        let rows: Vec<Value> = self
             .tx
             .exec(sql, params)
             .await
@@ -492,7 +487,7 @@ impl Writer<'_> {
                         "UPDATE {} SET {} WHERE order_id IN ({list}) AND address_type IN ({})",
                         tx.t("wc_order_addresses"),
                         address_sets(&address_changes),
-                        kinds_sql(&address_changes, "")
+                        kinds_sql(&address_changes, |kind| kind.to_owned())
                     ),
                     vec![],
                 )
@@ -527,7 +522,7 @@ impl Writer<'_> {
                         tx.t("wc_order_addresses"),
                         index("billing"),
                         index("shipping"),
-                        kinds_sql(&address_changes, "_address_index")
+                        kinds_sql(&address_changes, |kind| format!("_{kind}_address_index"))
                     ),
                     vec![],
                 )
@@ -634,7 +629,7 @@ impl Writer<'_> {
                     columns.join(", "),
                     sources.join(", "),
                     cases.join(" "),
-                    kinds_sql(&address_changes, "_address_index")
+                    kinds_sql(&address_changes, |kind| format!("_{kind}_address_index"))
                 ),
                 vec![],
             )
@@ -1033,30 +1028,9 @@ fn meta_value_sql() -> String {
     )
 }
 
-/// Each statement's cost at debug level: `--log-level debug` shows where a slow batch
-/// spends its time (the benchmark's profile comes from these lines).
-fn timed(what: &str, rows: u64, started: Instant) {
-    tracing::debug!(
-        statement = what,
-        rows,
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "statement done"
-    );
-}
-
-/// The address kinds of a scrub as an SQL list: `'billing', 'shipping'`, or their index
-/// meta keys with `suffix` = `_address_index`.
-fn kinds_sql(changes: &[(&str, Vec<&str>)], suffix: &str) -> String {
-    let quoted: Vec<String> = changes
-        .iter()
-        .map(|(kind, _)| {
-            if suffix.is_empty() {
-                format!("'{kind}'")
-            } else {
-                format!("'_{kind}{suffix}'")
-            }
-        })
-        .collect();
+/// An SQL list with one quoted name per address kind of a scrub: `name("billing")`, ….
+fn kinds_sql(changes: &[(&str, Vec<&str>)], name: impl Fn(&str) -> String) -> String {
+    let quoted: Vec<String> = changes.iter().map(|(kind, _)| format!("'{}'", name(kind))).collect();
     quoted.join(", ")
 }
 

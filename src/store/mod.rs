@@ -125,6 +125,17 @@ impl StoreError {
     }
 }
 
+/// Each statement's cost at debug level: `--log-level debug` shows where a slow plan or
+/// batch spends its time (the benchmark's profile comes from these lines).
+fn timed(what: &str, rows: u64, started: std::time::Instant) {
+    tracing::debug!(
+        statement = what,
+        rows,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "statement done"
+    );
+}
+
 /// Server errors whose message names only identifiers (users, tables, columns), never row
 /// values. Every other message may quote data (a duplicate key, a bad string, a statement
 /// near an error), so for those only the code and state are shown.

@@ -28,7 +28,6 @@ fn values(row: Row) -> Vec<Value> {
     row.unwrap()
 }
 
-/// Reads facts for one store with one connection.
 /// The user ids the customer pass saw, ascending (8 bytes an account).
 #[derive(Default)]
 pub struct Accounts {
@@ -37,11 +36,14 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    fn has(&self, id: u64) -> bool {
-        self.ids.binary_search(&id).is_ok()
+    /// Whether the account was anonymised; `None` for an account the pass did not see.
+    fn anonymised(&self, id: u64) -> Option<bool> {
+        let seen = self.ids.binary_search(&id).is_ok();
+        seen.then(|| self.anonymised.binary_search(&id).is_ok())
     }
 }
 
+/// Reads facts for one store with one connection.
 pub struct Reader<'a> {
     pub store: &'a Store,
     pub layout: Layout,
@@ -56,12 +58,7 @@ impl Reader<'_> {
             .exec(sql, params)
             .await
             .map_err(StoreError::sql(format!("reading {what}"), self.store))?;
-        tracing::debug!(
-            statement = what,
-            rows = rows.len(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "statement done"
-        );
+        super::timed(what, rows.len() as u64, started);
         Ok(rows.into_iter().map(values).collect())
     }
 
@@ -83,9 +80,8 @@ impl Reader<'_> {
         Ok(row.and_then(|r| Some((u64_of(&r[0])?, text_of(&r[1])))))
     }
 
-    /// Every user, in user-id order, a chunk at a time.
-    /// Every user, with what the customer rule needs; returns the accounts seen, for
-    /// [`Self::orders`].
+    /// Every user, in user-id order, a chunk at a time, with what the customer rule needs;
+    /// returns the accounts seen, for [`Self::orders`].
     pub async fn customers(&mut self, mut each: impl FnMut(&CustomerFacts)) -> Result<Accounts, StoreError> {
         let s = self.store;
         let caps_key = format!("{}capabilities", s.prefix());
@@ -429,7 +425,7 @@ impl Reader<'_> {
         let unknown: HashSet<u64> = chunk
             .iter()
             .map(|o| o.customer_id)
-            .filter(|id| *id > 0 && !accounts.has(*id))
+            .filter(|id| *id > 0 && accounts.anonymised(*id).is_none())
             .collect();
         let mut found: HashMap<u64, bool> = HashMap::new();
         if !unknown.is_empty() {
@@ -455,12 +451,7 @@ impl Reader<'_> {
         }
         for o in chunk.iter_mut().filter(|o| o.customer_id > 0) {
             let id = o.customer_id;
-            let anonymised = if accounts.has(id) {
-                Some(accounts.anonymised.binary_search(&id).is_ok())
-            } else {
-                found.get(&id).copied()
-            };
-            o.account = match anonymised {
+            o.account = match accounts.anonymised(id).or_else(|| found.get(&id).copied()) {
                 Some(anonymised) => Account::Present { anonymised },
                 None => Account::Missing,
             };
