@@ -178,7 +178,6 @@ struct OrderRow {
 
 struct RefundRow {
     id: u64,
-    parent: u64,
     created: Option<DateTime<Utc>>,
     total: String,
     amount: Option<String>,
@@ -833,47 +832,16 @@ impl Collector<'_, '_> {
                 address.set(field, text_of(value));
             }
         }
-        let refunds = self
-            .rows(
-                "refunds",
-                format!(
-                    "SELECT id, parent_order_id, date_created_gmt, total_amount FROM {} \
-                     WHERE type = 'shop_order_refund' AND parent_order_id IN ({ids}) ORDER BY id",
-                    self.t("wc_orders")
-                ),
-                vec![],
-            )
-            .await?;
-        let refunds = refunds
-            .iter()
-            .filter_map(|r| {
-                Some(RefundRow {
-                    id: u64_of(&r[0])?,
-                    parent: u64_of(&r[1])?,
-                    created: time_of(&r[2]),
-                    total: text_of(&r[3]),
-                    amount: None,
-                    reason: String::new(),
-                })
-            })
-            .collect();
-        self.attach_refunds(&mut orders, &index, refunds);
-        let all = id_list(
-            orders
-                .iter()
-                .flat_map(|o| std::iter::once(o.id).chain(o.refunds.iter().map(|r| r.id))),
+        let refunds = format!(
+            "SELECT id, parent_order_id, date_created_gmt, total_amount FROM {} \
+             WHERE type = 'shop_order_refund' AND parent_order_id IN ({ids}) ORDER BY id",
+            self.t("wc_orders")
         );
-        let meta = self
-            .rows(
-                "order meta",
-                format!(
-                    "SELECT order_id, meta_key, meta_value FROM {} WHERE order_id IN ({all}) ORDER BY id",
-                    self.t("wc_orders_meta")
-                ),
-                vec![],
-            )
-            .await?;
-        self.apply_meta(&mut orders, &index, &meta, false);
+        let meta = self.t("wc_orders_meta");
+        let meta = |all: &str| {
+            format!("SELECT order_id, meta_key, meta_value FROM {meta} WHERE order_id IN ({all}) ORDER BY id")
+        };
+        self.refunds_and_meta(&mut orders, &index, refunds, meta, false).await?;
         Ok(orders)
     }
 
@@ -931,54 +899,50 @@ impl Collector<'_, '_> {
             })
             .collect();
         let index: HashMap<u64, usize> = orders.iter().enumerate().map(|(i, o)| (o.id, i)).collect();
-        let refunds = self
-            .rows(
-                "refunds",
-                format!(
-                    "SELECT ID, post_parent, post_date_gmt FROM {posts} WHERE post_type = 'shop_order_refund' \
-                     AND post_parent IN ({list}) ORDER BY ID"
-                ),
-                vec![],
-            )
-            .await?;
-        let refunds = refunds
-            .iter()
-            .filter_map(|r| {
-                Some(RefundRow {
-                    id: u64_of(&r[0])?,
-                    parent: u64_of(&r[1])?,
+        let refunds = format!(
+            "SELECT ID, post_parent, post_date_gmt FROM {posts} WHERE post_type = 'shop_order_refund' \
+             AND post_parent IN ({list}) ORDER BY ID"
+        );
+        let meta = |all: &str| {
+            format!("SELECT post_id, meta_key, meta_value FROM {postmeta} WHERE post_id IN ({all}) ORDER BY meta_id")
+        };
+        self.refunds_and_meta(&mut orders, &index, refunds, meta, true).await?;
+        Ok(orders)
+    }
+
+    /// Attaches the orders' refunds (`refunds` selects id, parent, created and, from HPOS,
+    /// the total), then applies the meta rows of orders and refunds (`meta` selects them
+    /// for an id list).
+    async fn refunds_and_meta(
+        &mut self,
+        orders: &mut [OrderRow],
+        index: &HashMap<u64, usize>,
+        refunds: String,
+        meta: impl FnOnce(&str) -> String,
+        legacy: bool,
+    ) -> Result<(), StoreError> {
+        for r in self.rows("refunds", refunds, vec![]).await? {
+            let (Some(id), Some(parent)) = (u64_of(&r[0]), u64_of(&r[1])) else {
+                continue;
+            };
+            if let Some(i) = index.get(&parent) {
+                orders[*i].refunds.push(RefundRow {
+                    id,
                     created: time_of(&r[2]),
-                    total: String::new(),
+                    total: r.get(3).map(text_of).unwrap_or_default(),
                     amount: None,
                     reason: String::new(),
-                })
-            })
-            .collect();
-        self.attach_refunds(&mut orders, &index, refunds);
+                });
+            }
+        }
         let all = id_list(
             orders
                 .iter()
                 .flat_map(|o| std::iter::once(o.id).chain(o.refunds.iter().map(|r| r.id))),
         );
-        let meta = self
-            .rows(
-                "order meta",
-                format!(
-                    "SELECT post_id, meta_key, meta_value FROM {postmeta} WHERE post_id IN ({all}) ORDER BY meta_id"
-                ),
-                vec![],
-            )
-            .await?;
-        self.apply_meta(&mut orders, &index, &meta, true);
-        Ok(orders)
-    }
-
-    fn attach_refunds(&self, orders: &mut [OrderRow], index: &HashMap<u64, usize>, refunds: Vec<RefundRow>) {
-        for r in refunds {
-            if let Some(i) = index.get(&r.parent) {
-                orders[*i].refunds.push(r);
-            }
-        }
+        let meta = self.rows("order meta", meta(&all), vec![]).await?;
+        self.apply_meta(orders, index, &meta, legacy);
+        Ok(())
     }
 
     /// Order and refund meta rows (id, key, value); `legacy`: postmeta, which also holds
