@@ -657,8 +657,12 @@ impl<'de> Deserialize<'de> for TimeZone {
 pub enum ConfigError {
     #[error("config file {0} does not exist (give another with --config)")]
     Missing(PathBuf),
+    #[error("config file {} is a directory, not a file (give the file with --config)", .0.display())]
+    NotAFile(PathBuf),
     #[error("config file {path} cannot be read: {source}")]
     Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("config file {} is not UTF-8 text (first bad byte on line {line}): save it as UTF-8", path.display())]
+    NotUtf8 { path: PathBuf, line: usize },
     #[error("invalid configuration:\n{}", .0.join("\n"))]
     Invalid(Vec<String>),
 }
@@ -685,22 +689,25 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 }
 
 fn load_layers(path: &Path, with_env: bool) -> Result<Loaded, ConfigError> {
+    let unreadable = |source| ConfigError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::Missing(path.to_owned())),
-        Err(source) => {
-            return Err(ConfigError::Unreadable {
-                path: path.to_owned(),
-                source,
-            })
-        }
+        Err(source) => return Err(unreadable(source)),
+        Ok(m) if m.is_dir() => return Err(ConfigError::NotAFile(path.to_owned())),
         Ok(_) => {}
     }
-    if let Err(source) = std::fs::File::open(path) {
-        return Err(ConfigError::Unreadable {
+    // Read here first: figment reports a non-UTF-8 file as a bare I/O error, and the text
+    // lets a TOML syntax error name its key.
+    let text = String::from_utf8(std::fs::read(path).map_err(unreadable)?).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        ConfigError::NotUtf8 {
             path: path.to_owned(),
-            source,
-        });
-    }
+            line: valid.iter().filter(|b| **b == b'\n').count() + 1,
+        }
+    })?;
     let mut figment = Figment::new().merge(Toml::file_exact(path));
     if with_env {
         // Secrets are kept out of figment's Env provider, which would reinterpret them
@@ -718,7 +725,18 @@ fn load_layers(path: &Path, with_env: bool) -> Result<Loaded, ConfigError> {
             }
         }
     }
-    let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
+    // Secrets written in the file itself (not in the environment or a *_file).
+    let secrets_in_file: Vec<&str> = SECRET_KEYS
+        .into_iter()
+        .filter(|key| {
+            figment
+                .find_metadata(key)
+                .is_some_and(|m| matches!(m.source, Some(figment::Source::File(_))))
+        })
+        .collect();
+    let config: Config = figment
+        .extract()
+        .map_err(|e| ConfigError::Invalid(describe(e, &text)))?;
     let mut loaded = Loaded {
         config,
         warnings: Vec::new(),
@@ -733,11 +751,11 @@ fn load_layers(path: &Path, with_env: bool) -> Result<Loaded, ConfigError> {
                 }),
         );
     }
-    loaded.finish(path)?;
+    loaded.finish(path, &secrets_in_file)?;
     Ok(loaded)
 }
 
-fn describe(e: figment::Error) -> Vec<String> {
+fn describe(e: figment::Error, text: &str) -> Vec<String> {
     use figment::error::Kind;
     e.into_iter()
         .map(|err| {
@@ -747,18 +765,35 @@ fn describe(e: figment::Error) -> Vec<String> {
                 Kind::UnknownField(_, expected) => {
                     format!("unknown key (expected one of: {})", expected.join(", "))
                 }
+                Kind::MissingField(field) if path.is_empty() && field == "database" => {
+                    path.push(field.to_string());
+                    "missing: the [database] section is required, with url = \"mysql://user@host:3306/database\""
+                        .to_owned()
+                }
                 Kind::MissingField(field) => {
                     path.push(field.to_string());
                     "missing: this key is required".to_owned()
                 }
                 Kind::InvalidType(actual, expected) if SECRET_KEYS.contains(&path.join(".").as_str()) => {
                     let _ = actual;
-                    format!("expected {expected}")
+                    format!("expected {}", plain_type(expected))
+                }
+                Kind::InvalidType(actual, expected) => {
+                    format!("invalid type: found {actual}, expected {}", plain_type(expected))
+                }
+                Kind::InvalidValue(actual, expected) => {
+                    format!("invalid value: found {actual}, expected {}", plain_type(expected))
+                }
+                Kind::UnknownVariant(found, expected) => {
+                    format!("{found:?} is not one of: {}", expected.join(", "))
                 }
                 // A TOML syntax error quotes the offending line, which may hold a secret:
-                // keep only where it is and what is wrong.
+                // keep only where it is, the key it is about, and what is wrong.
                 Kind::Message(m) if m.starts_with("TOML parse error") => {
                     let lines: Vec<&str> = m.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                    if let Some(key) = lines.first().and_then(|l| toml_key_at(text, error_line(l)?)) {
+                        path = vec![key];
+                    }
                     match (lines.first(), lines.last()) {
                         (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
                         _ => "TOML parse error".to_owned(),
@@ -789,9 +824,73 @@ fn describe(e: figment::Error) -> Vec<String> {
         .collect()
 }
 
+/// What serde's name for an expected type means to someone editing a TOML file.
+fn plain_type(expected: &str) -> String {
+    match expected {
+        "u8" => "a whole number from 0 to 255".to_owned(),
+        "u16" => "a whole number from 0 to 65535".to_owned(),
+        "u32" => "a whole number from 0 to 4294967295".to_owned(),
+        "u64" | "usize" => "a whole number, 0 or more".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "a sequence" => "a list, like [\"a\", \"b\"]".to_owned(),
+        "a boolean" => "true or false".to_owned(),
+        e if e.starts_with("struct ") => "a table (a [section])".to_owned(),
+        e => e.to_owned(),
+    }
+}
+
+/// The line number of toml's "TOML parse error at line 3, column 12".
+fn error_line(message: &str) -> Option<usize> {
+    let rest = message.split_once(" at line ")?.1;
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// The dotted key that line `line` (1-based) of a TOML text sets or opens, e.g.
+/// `database.pool_max`, from the line's own key or header and the table above it. Only
+/// bare keys are named; the value is never looked at, so no secret is repeated.
+fn toml_key_at(text: &str, line: usize) -> Option<String> {
+    let bare = |k: &str| {
+        let k = k.trim();
+        (!k.is_empty()
+            && k.split('.').all(|part| {
+                !part.trim().is_empty()
+                    && part
+                        .trim()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            }))
+        .then(|| k.split('.').map(str::trim).collect::<Vec<_>>().join("."))
+    };
+    let header = |l: &str| {
+        let l = l.trim();
+        let inner = l.strip_prefix("[[").and_then(|r| r.split_once("]]")).map(|(h, _)| h);
+        let inner = inner.or_else(|| l.strip_prefix('[').and_then(|r| r.split_once(']')).map(|(h, _)| h));
+        inner.map(bare)
+    };
+    // `Some("")` at the top level, `None` under a header that is not a bare key.
+    let mut table = Some(String::new());
+    for (i, l) in text.lines().enumerate() {
+        let here = i + 1 == line;
+        if let Some(h) = header(l) {
+            if here {
+                return h;
+            }
+            table = h;
+        } else if here {
+            let key = bare(l.split_once('=')?.0)?;
+            return match table?.as_str() {
+                "" => Some(key),
+                t => Some(format!("{t}.{key}")),
+            };
+        }
+    }
+    None
+}
+
 impl Loaded {
     /// Checks what serde cannot, resolves secret files, and notes loose permissions.
-    fn finish(&mut self, path: &Path) -> Result<(), ConfigError> {
+    fn finish(&mut self, path: &Path, secrets_in_file: &[&str]) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
         let c = &mut self.config;
@@ -821,8 +920,22 @@ impl Loaded {
             )),
             Ok(_) => {}
         }
-        if db.pool_max == 0 {
-            problems.push("  database.pool_max: must be at least 1".to_owned());
+        if !(1..=100).contains(&db.pool_max) {
+            problems.push(format!(
+                "  database.pool_max: {} is out of range (1 to 100)",
+                db.pool_max
+            ));
+        }
+        if !(1..=600).contains(&db.connect_timeout_secs) {
+            problems.push(format!(
+                "  database.connect_timeout_secs: {} is out of range (1 to 600)",
+                db.connect_timeout_secs
+            ));
+        }
+        if let Some(level) = &c.log.level {
+            if let Err(e) = crate::telemetry::check_filter(level) {
+                problems.push(format!("  log.level: {e}"));
+            }
         }
         match (&db.tls, &db.ca_file) {
             (TlsMode::VerifyCa, None) => {
@@ -847,8 +960,20 @@ impl Loaded {
         if let Some(s) = c.invoices.statuses.iter().find(|s| s.starts_with("wc-")) {
             problems.push(format!("  invoices.statuses: write {:?} without the wc- prefix", s));
         }
+        if let Some(s) = c.invoices.statuses.iter().find(|s| s.trim().is_empty()) {
+            problems.push(format!("  invoices.statuses: {s:?} is not an order status"));
+        }
         if c.customers.roles.is_empty() {
             problems.push("  customers.roles: must name at least one role".to_owned());
+        }
+        if let Some(r) = c.customers.roles.iter().find(|r| r.trim().is_empty()) {
+            problems.push(format!("  customers.roles: {r:?} is not a role"));
+        }
+        if c.requests.export_dir.as_os_str().is_empty() {
+            problems.push(
+                "  requests.export_dir: must not be empty: name a directory, like \"/var/lib/wc-retention/exports\""
+                    .to_owned(),
+            );
         }
         if let Some(e) = c.customers.protected_emails.iter().find(|e| !e.contains('@')) {
             problems.push(format!("  customers.protected_emails: {e:?} is not an email address"));
@@ -914,17 +1039,8 @@ impl Loaded {
             }
         }
         if let Some(rest) = &c.rest {
-            let url = redact_url(&rest.url);
-            match rest.url.split_once("://").map(|(scheme, _)| scheme) {
-                Some("https") => {}
-                Some("http") if rest.allow_insecure_http => warnings.push(format!(
-                    "rest.url {url} is plain HTTP: requests are signed (OAuth 1.0a), but customers' data in the answers travels unencrypted"
-                )),
-                Some("http") => problems.push(format!(
-                    "  rest.url: {url:?} is plain HTTP; use https://, or set rest.allow_insecure_http = true for a web server on this host \
-                     (requests are then signed with OAuth 1.0a, answers travel unencrypted)"
-                )),
-                _ => problems.push(format!("  rest.url: {url:?} is not an http:// or https:// URL")),
+            if let Err(problem) = check_rest_url(&rest.url, rest.allow_insecure_http, &mut warnings) {
+                problems.push(format!("  rest.url: {problem}"));
             }
             if rest.timeout_secs == 0 || rest.timeout_secs > 600 {
                 problems.push(format!(
@@ -1007,6 +1123,23 @@ impl Loaded {
                 }
             }
         }
+        // An empty database.password stays allowed: it is how a password-less account
+        // (a test server's root) is written.
+        let secrets = [
+            (
+                "rest.consumer_key",
+                c.rest.as_ref().and_then(|r| r.consumer_key.as_ref()),
+            ),
+            (
+                "rest.consumer_secret",
+                c.rest.as_ref().and_then(|r| r.consumer_secret.as_ref()),
+            ),
+        ];
+        for (key, secret) in secrets {
+            if secret.is_some_and(|s| s.expose().is_empty()) {
+                problems.push(format!("  {key}: is empty: give the value, or remove the key"));
+            }
+        }
         if let Some(p) = &c.requests.pepper {
             if p.expose().len() < 32 {
                 problems.push(
@@ -1016,16 +1149,12 @@ impl Loaded {
             }
         }
 
-        let inline_secret = c.database.password_file.is_none() && c.database.password.is_some()
-            || c.requests.pepper_file.is_none() && c.requests.pepper.is_some()
-            || c.rest.as_ref().is_some_and(|r| {
-                r.consumer_key_file.is_none() && r.consumer_key.is_some()
-                    || r.consumer_secret_file.is_none() && r.consumer_secret.is_some()
-            });
-        if inline_secret && is_loose(path) {
+        if !secrets_in_file.is_empty() && is_loose(path) {
             warnings.push(format!(
-                "config file {} holds secrets and is readable by group or others; restrict it with chmod 600 or move the secrets to *_file keys",
-                path.display()
+                "config file {} holds secrets ({}) and is readable by group or others; restrict it with chmod 600 \
+                 or move the secrets to *_file keys",
+                path.display(),
+                secrets_in_file.join(", ")
             ));
         }
         self.warnings.extend(warnings);
@@ -1035,6 +1164,46 @@ impl Loaded {
             Err(ConfigError::Invalid(problems))
         }
     }
+}
+
+/// Checks `rest.url`: an `https://` (or allowed `http://`) URL with a host, and nothing
+/// that could be a credential (a user name, password or query string), which would
+/// otherwise be repeated in messages and `check`.
+fn check_rest_url(url: &str, allow_http: bool, warnings: &mut Vec<String>) -> Result<(), String> {
+    const BASE: &str = "write the shop's base URL, like https://shop.example.nl/";
+    let parsed = reqwest::Url::parse(url);
+    if url.contains(['@', '?', '#']) || parsed.as_ref().is_ok_and(|u| !u.username().is_empty()) {
+        return Err(format!(
+            "carries a user name, password, query or fragment (not shown); {BASE}, and the keys in \
+             rest.consumer_key_file and rest.consumer_secret_file"
+        ));
+    }
+    let host = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or_default());
+    if host.is_some_and(str::is_empty) {
+        return Err(format!("{url:?} names no host; {BASE}"));
+    }
+    let u = match parsed {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+        _ => return Err(format!("{url:?} is not an http:// or https:// URL; {BASE}")),
+    };
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} names no host; {BASE}"));
+    }
+    match u.scheme() {
+        "http" if allow_http => warnings.push(format!(
+            "rest.url {url} is plain HTTP: requests are signed (OAuth 1.0a), but customers' data in the answers travels unencrypted"
+        )),
+        "http" => {
+            return Err(format!(
+                "{url:?} is plain HTTP; use https://, or set rest.allow_insecure_http = true for a web server on this host \
+                 (requests are then signed with OAuth 1.0a, answers travel unencrypted)"
+            ))
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Reads a secret file as systemd credentials and `echo secret > file` write it: the
@@ -1195,6 +1364,110 @@ mod tests {
             "{:?}",
             loaded.warnings
         );
+    }
+
+    // Every secret once inline and once from a file; none may show in `Debug`, which
+    // is what a `tracing` field or an `{:?}` in a message would print.
+    #[test]
+    fn debug_output_holds_no_secret_inline_or_from_files() {
+        let secrets = [
+            "Db-Password-Inline-1",
+            "ck_Key-Inline-2",
+            "cs_Secret-Inline-3",
+            "Pepper-Inline-4-0123456789abcdef0123456789",
+            "Db-Password-File-5",
+            "ck_Key-File-6",
+            "cs_Secret-File-7",
+            "Pepper-File-8-0123456789abcdef0123456789abcd",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let inline = format!(
+            "[database]\nurl = \"mysql://wcr@db.example:3306/shop\"\npassword = \"{}\"\n\
+             [rest]\nurl = \"https://shop.example/\"\nconsumer_key = \"{}\"\nconsumer_secret = \"{}\"\n\
+             [requests]\npepper = \"{}\"\n",
+            secrets[0], secrets[1], secrets[2], secrets[3]
+        );
+        let file = |name: &str, secret: &str| write(&dir, name, &format!("{secret}\n")).display().to_string();
+        let from_files = format!(
+            "[database]\nurl = \"mysql://wcr@db.example:3306/shop\"\npassword_file = \"{}\"\n\
+             [rest]\nurl = \"https://shop.example/\"\nconsumer_key_file = \"{}\"\nconsumer_secret_file = \"{}\"\n\
+             [requests]\npepper_file = \"{}\"\n",
+            file("db", secrets[4]),
+            file("ck", secrets[5]),
+            file("cs", secrets[6]),
+            file("pepper", secrets[7])
+        );
+        for (name, text, held) in [
+            ("inline.toml", inline, &secrets[..4]),
+            ("files.toml", from_files, &secrets[4..]),
+        ] {
+            let loaded = load_layers(&write(&dir, name, &text), false).unwrap();
+            let c = &loaded.config;
+            let rest = c.rest.as_ref().unwrap();
+            let exposed = [
+                c.database.password.as_ref().unwrap().expose(),
+                rest.consumer_key.as_ref().unwrap().expose(),
+                rest.consumer_secret.as_ref().unwrap().expose(),
+                c.requests.pepper.as_ref().unwrap().expose(),
+            ];
+            assert_eq!(exposed, held, "{name}: the secrets are loaded");
+            let debug = format!("{loaded:?}\n{c:#?}");
+            for secret in secrets {
+                assert!(!debug.contains(secret), "{name}: {secret} in Debug output:\n{debug}");
+            }
+            assert_eq!(debug.matches("[redacted]").count(), 8, "{debug}");
+        }
+    }
+
+    #[test]
+    fn a_loose_config_file_holding_a_secret_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let pepper = "Loose-Pepper-0123456789abcdef0123456789";
+        let with_secret = format!("{MINIMAL}[requests]\npepper = \"{pepper}\"\n");
+        for (text, mode, warned) in [
+            (with_secret.as_str(), 0o644, true),
+            (with_secret.as_str(), 0o640, true),
+            (with_secret.as_str(), 0o600, false),
+            (MINIMAL, 0o644, false),
+        ] {
+            let cfg = write(&dir, "c.toml", text);
+            std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(mode)).unwrap();
+            let loaded = load_layers(&cfg, false).unwrap();
+            let warning = loaded.warnings.iter().find(|w| w.starts_with("config file"));
+            assert_eq!(warning.is_some(), warned, "{mode:o} {text:?}: {:?}", loaded.warnings);
+            if let Some(w) = warning {
+                assert!(w.contains(&cfg.display().to_string()), "{w}");
+                assert!(w.contains("(requests.pepper)"), "{w}");
+                assert!(!w.contains(pepper), "{w}");
+            }
+        }
+    }
+
+    #[test]
+    fn toml_syntax_errors_are_named_by_key_without_the_value() {
+        let text =
+            "top = 1\n[database]\nurl = \"x\"\npassword = Unquoted\n[[processors]]\n name = x\n[\"odd\"]\nk = 1\n";
+        let keys: Vec<Option<String>> = (1..=9).map(|line| toml_key_at(text, line)).collect();
+        let want = [
+            Some("top"),
+            Some("database"),
+            Some("database.url"),
+            Some("database.password"),
+            Some("processors"),
+            Some("processors.name"),
+            None,
+            None,
+            None,
+        ];
+        assert_eq!(keys, want.map(|k| k.map(str::to_owned)));
+        let e = error_of(&format!("{MINIMAL}pool_max = 99999999999999999999999\n"));
+        assert!(
+            e.contains("\n  database.pool_max: TOML parse error at line 3, column 12: number too large"),
+            "{e}"
+        );
+        let e = error_of(&format!("{MINIMAL}password = Unquoted-Secret-77\n"));
+        assert!(e.contains("\n  database.password: TOML parse error at line 3"), "{e}");
+        assert!(!e.contains("Unquoted-Secret-77"), "{e}");
     }
 
     #[test]

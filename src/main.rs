@@ -1,6 +1,7 @@
 //! The `wc-retention` command line: parses flags, loads the config, runs one command and
 //! turns its outcome into a documented exit code. Everything else lives in the library.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -63,7 +64,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Plan as of this time (RFC 3339) instead of now: "what happens next month?"
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
         now: Option<DateTime<Utc>>,
     },
     /// Apply the retention policy once: plan, then change the store in batches.
@@ -73,14 +74,14 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Apply even when the plan exceeds the safety cap.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         force: bool,
         /// Print the plan and the outcome as JSON (on stdout).
         #[arg(long)]
         json: bool,
         /// Apply the policy as of this earlier time (RFC 3339), e.g. to repeat a run
         /// exactly; never a later one.
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
         now: Option<DateTime<Utc>>,
     },
     /// Run as a service: apply the policy on the schedule until SIGTERM (see "Deploying on
@@ -134,8 +135,27 @@ struct WhoArgs {
     #[arg(long, value_name = "EMAIL")]
     email: Option<String>,
     /// Their WordPress user id.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", allow_negative_numbers = true, value_parser = parse_user_id)]
     user_id: Option<u64>,
+}
+
+/// `--now`: an RFC 3339 time, named in the message when it is not one.
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    let t = text.parse::<DateTime<Utc>>().map_err(|e| {
+        format!("{text:?} is not a time ({e}): write RFC 3339, like 2026-11-24T03:30:00Z or 2026-11-24T04:30:00+01:00")
+    })?;
+    if t.timestamp() < 0 {
+        return Err(format!("{text:?} is before 1970: no shop data is that old"));
+    }
+    Ok(t)
+}
+
+/// `--user-id`: a WordPress user id, which starts at 1.
+fn parse_user_id(text: &str) -> Result<u64, String> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| format!("{text:?} is not a WordPress user id: write a whole number from 1, like 42"))
 }
 
 impl WhoArgs {
@@ -188,6 +208,27 @@ enum AuditCommand {
 /// An exit code and the message explaining it.
 struct Failure(u8, String);
 
+/// `println!` for reports, without its panic when stdout is closed (`wc-retention plan |
+/// head`): the command ends with exit 1 and a message instead.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err(stdout_failed)?
+    }};
+}
+
+/// `print!` for reports, as [`out!`].
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*).map_err(stdout_failed)?
+    }};
+}
+
+fn stdout_failed(e: std::io::Error) -> Failure {
+    Failure(1, format!("cannot write the report to stdout: {e}"))
+}
+
 impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Failure {
         match e {
@@ -232,13 +273,17 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, message)) => {
-            eprintln!("wc-retention: error: {message}");
+            // Not eprintln!, which panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "wc-retention: error: {message}");
             ExitCode::from(code)
         }
     }
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    if let Some(level) = &cli.log_level {
+        telemetry::check_filter(level).map_err(|e| Failure(2, format!("--log-level: {e}")))?;
+    }
     let loaded = config::load(&cli.config).map_err(|e| Failure(2, e.to_string()))?;
     let cfg = &loaded.config;
     let format = cli.log_format.unwrap_or(cfg.log.format);
@@ -261,18 +306,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let report = match (report, json) {
                     (Ok(r), _) => r,
                     (Err(e), true) => {
-                        println!("{}", serde_json::json!({ "ok": false, "error": e.to_string() }));
+                        out!("{}", serde_json::json!({ "ok": false, "error": e.to_string() }));
                         return Err(e.into());
                     }
                     (Err(e), false) => return Err(e.into()),
                 };
                 if json {
-                    println!(
+                    out!(
                         "{}",
                         serde_json::to_string_pretty(&report).map_err(|e| Failure(1, e.to_string()))?
                     );
                 } else {
-                    print!("{}", report.to_text());
+                    out_raw!("{}", report.to_text());
                 }
                 if report.ok {
                     Ok(())
@@ -290,10 +335,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let outcome = outcome?;
                 match outcome.from {
                     Some(v) if v == outcome.to => {
-                        println!("own tables already at version {v}; nothing to do")
+                        out!("own tables already at version {v}; nothing to do")
                     }
-                    Some(v) => println!("own tables migrated from version {v} to {}", outcome.to),
-                    None => println!("own tables created at version {}", outcome.to),
+                    Some(v) => out!("own tables migrated from version {v} to {}", outcome.to),
+                    None => out!("own tables created at version {}", outcome.to),
                 }
                 Ok(())
             }
@@ -340,7 +385,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .await;
                 store.close().await;
                 let (id, path) = result?;
-                println!("request {id}: export written to {}", path.display());
+                out!("request {id}: export written to {}", path.display());
                 Ok(())
             }
             Command::Restrict { who } => {
@@ -352,10 +397,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .await;
                 store.close().await;
                 match result? {
-                    (id, true) => println!(
-                        "request {id}: restriction registered; automatic rules skip this person until unrestrict"
-                    ),
-                    (id, false) => println!("already restricted (request {id})"),
+                    (id, true) => {
+                        out!("request {id}: restriction registered; automatic rules skip this person until unrestrict")
+                    }
+                    (id, false) => out!("already restricted (request {id})"),
                 }
                 Ok(())
             }
@@ -368,8 +413,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .await;
                 store.close().await;
                 match result? {
-                    0 => println!("no restriction was in force for this person"),
-                    n => println!("{n} restriction(s) lifted"),
+                    0 => out!("no restriction was in force for this person"),
+                    n => out!("{n} restriction(s) lifted"),
                 }
                 Ok(())
             }
@@ -387,7 +432,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let store = Store::open(&cfg.database)?;
                 let extended = requests::extend(&store, id, by, reason).await;
                 store.close().await;
-                println!("request {id}: deadline extended to {}", extended?.to_rfc3339());
+                out!("request {id}: deadline extended to {}", extended?.to_rfc3339());
                 Ok(())
             }
             Command::Requests {
@@ -398,10 +443,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let synced = requests::sync(&store, cfg, 300, &stop.control()).await;
                 store.close().await;
                 let s = synced?;
-                println!(
+                out!(
                     "WordPress privacy requests: {} newly registered, {} erasures carried out and {} exports \
                      written, marked completed; {} unconfirmed (registered, not carried out)",
-                    s.registered, s.erased, s.exported, s.unconfirmed
+                    s.registered,
+                    s.erased,
+                    s.exported,
+                    s.unconfirmed
                 );
                 Ok(())
             }
@@ -414,7 +462,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let v = verification?;
                 match v.first_broken {
                     None => {
-                        println!("audit chain verified: {} rows", v.rows);
+                        out!("audit chain verified: {} rows", v.rows);
                         Ok(())
                     }
                     Some((id, why)) => Err(Failure(5, format!("audit chain broken at row {id}: {why}"))),
@@ -429,11 +477,13 @@ async fn forget(store: &Store, cfg: &config::Config, who: &Who) -> Result<(), Fa
     let stop = StopOnSignal::install();
     let f = requests::forget(store, cfg, &subject, "request", &stop.control()).await?;
     for w in &f.warnings {
-        println!("warning: {w}");
+        out!("warning: {w}");
     }
-    println!(
+    out!(
         "request {}: erasure completed in run {} ({} steps applied)",
-        f.request_id, f.outcome.run_id, f.outcome.applied
+        f.request_id,
+        f.outcome.run_id,
+        f.outcome.applied
     );
     checked(&f.outcome)
 }
@@ -452,16 +502,16 @@ fn checked(outcome: &engine::Outcome) -> Result<(), Failure> {
 
 fn print_register(entries: &[wc_retention::store::requests::Entry], json: bool) -> Result<(), Failure> {
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(entries).map_err(|e| Failure(1, e.to_string()))?
         );
         return Ok(());
     }
     let day = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d").to_string());
-    println!("   id  kind      status     received    deadline    completed   subject       wp request  extended");
+    out!("   id  kind      status     received    deadline    completed   subject       wp request  extended");
     for e in entries {
-        println!(
+        out!(
             "{:>5}  {:<8}  {:<9}  {:<10}  {:<10}  {:<10}  {:<12}  {:<10}  {}",
             e.id,
             e.kind,
@@ -479,12 +529,12 @@ fn print_register(entries: &[wc_retention::store::requests::Entry], json: bool) 
 
 fn print_plan(plan: &wc_retention::plan::Plan, json: bool) -> Result<(), Failure> {
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&plan.to_json()).map_err(|e| Failure(1, e.to_string()))?
         );
     } else {
-        print!("{}", plan.to_text());
+        out_raw!("{}", plan.to_text());
     }
     Ok(())
 }
@@ -523,13 +573,13 @@ async fn apply(
     };
     if json {
         let doc = serde_json::json!({ "plan": planned.plan.to_json(), "outcome": outcome });
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&doc).map_err(|e| Failure(1, e.to_string()))?
         );
     } else {
-        print!("{}", planned.plan.to_text());
-        println!("run {}: {} steps applied", outcome.run_id, outcome.applied);
+        out_raw!("{}", planned.plan.to_text());
+        out!("run {}: {} steps applied", outcome.run_id, outcome.applied);
     }
     if outcome.interrupted {
         return Err(Failure(

@@ -385,6 +385,21 @@ mod tests {
     }
 
     #[test]
+    fn a_day_that_never_comes_is_no_next_run_not_a_hang_or_a_panic() {
+        for expr in ["0 0 30 2 *", "0 0 31 4,6,9,11 *"] {
+            let s: Schedule = expr.parse().unwrap();
+            let t = Utc
+                .with_ymd_and_hms(2026, 11, 24, 0, 0, 0)
+                .unwrap()
+                .with_timezone(&Amsterdam);
+            assert_eq!(s.next_after(&t), None, "{expr}");
+        }
+        let s: Schedule = "30 3 * * *".parse().unwrap();
+        let end = DateTime::<Utc>::MAX_UTC.with_timezone(&Amsterdam);
+        assert_eq!(s.next_after(&end), None);
+    }
+
+    #[test]
     fn bad_expressions_say_why() {
         let cases = [
             ("0 3 * *", "expected 5 fields"),
