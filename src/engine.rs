@@ -436,6 +436,18 @@ impl Work<'_> {
                         attempt += 1;
                     }
                     Err(e) => {
+                        // Which entities the failure left alone: the whole batch, since its
+                        // transaction is never committed.
+                        tracing::warn!(
+                            run_id = self.run_id,
+                            phase = self.phase.as_str(),
+                            batch = i + 1,
+                            batches = self.batches.len(),
+                            first_id = batch.first().map_or(0, |s| s.id),
+                            last_id = batch.last().map_or(0, |s| s.id),
+                            error = %e,
+                            "batch failed: rolled back whole, none of its entities changed"
+                        );
                         self.failed.store(true, Ordering::SeqCst);
                         return Err(e);
                     }

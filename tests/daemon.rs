@@ -6,11 +6,11 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::server::PrivateServer;
 use common::{wc_retention, write_config, TestDb, SERVICE_PASSWORD};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool};
@@ -468,123 +468,12 @@ async fn a_database_that_is_not_woocommerce_ends_the_daemon_with_its_reason() {
 }
 
 // ---------------------------------------------------------------------------------------
-// A MariaDB server of the test's own, to stop and start under a running daemon
+// A database server that stops and starts under a running daemon
 // ---------------------------------------------------------------------------------------
-
-struct PrivateServer {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-fn find(names: &[&str], dirs: &[&str]) -> PathBuf {
-    let path = std::env::var("PATH").unwrap_or_default();
-    for name in names {
-        for dir in path.split(':').chain(dirs.iter().copied()) {
-            let candidate = Path::new(dir).join(name);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!("none of {names:?} is installed (scripts/test installs mariadb-server)");
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
-impl PrivateServer {
-    async fn start() -> PrivateServer {
-        let dir = tempfile::tempdir().unwrap();
-        let install = find(&["mariadb-install-db", "mysql_install_db"], &["/usr/bin"]);
-        let mut cmd = Command::new(install);
-        cmd.arg("--no-defaults");
-        if is_root() {
-            cmd.arg("--user=root");
-        }
-        let out = cmd
-            .arg(format!("--datadir={}", dir.path().join("data").display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = PrivateServer { dir, port, child: None };
-        server.resume().await;
-        server
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("mysql://root@127.0.0.1:{}/{db}", self.port)
-    }
-
-    /// Starts the server on its data dir and port; returns once it answers.
-    async fn resume(&mut self) {
-        let server = find(&["mariadbd", "mysqld"], &["/usr/sbin"]);
-        let d = self.dir.path();
-        let mut cmd = Command::new(server);
-        cmd.arg("--no-defaults");
-        if is_root() {
-            cmd.arg("--user=root");
-        }
-        cmd.arg(format!("--datadir={}", d.join("data").display()))
-            .arg(format!("--port={}", self.port))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--socket={}", d.join("mysqld.sock").display()))
-            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", d.join("error.log").display()))
-            .args([
-                "--skip-log-bin",
-                "--innodb-buffer-pool-size=32M",
-                "--innodb-log-file-size=16M",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        self.child = Some(cmd.spawn().expect("start a private mariadbd"));
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let pool = Pool::new(Opts::from_url(&self.url("")).unwrap());
-            let up = pool.get_conn().await.is_ok();
-            pool.disconnect().await.ok();
-            if up {
-                return;
-            }
-            let log = std::fs::read_to_string(d.join("error.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "the private server did not start:\n{log}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Shuts the server down (SIGTERM, as systemctl stop does) and waits for it.
-    fn pause(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 #[tokio::test]
 async fn the_daemon_outlives_a_database_restart_and_recovers() {
-    let mut server = PrivateServer::start().await;
+    let mut server = PrivateServer::start(&[]).await;
     let admin = Pool::new(Opts::from_url(&server.url("")).unwrap());
     admin
         .get_conn()

@@ -11,9 +11,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::server::PrivateServer;
 use common::{wc_retention, write_config, Run, TestDb, ADDRESS_FIELDS, SERVICE_PASSWORD};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Row, Value as Sql};
+use mysql_async::{Opts, OptsBuilder, Row, Value as Sql};
 use serde_json::Value;
 use wc_retention::fixture::{self, Mode, Spec};
 
@@ -103,7 +104,11 @@ struct Shop {
 impl Shop {
     /// A generated store and a config for it; `extra` is appended to the config.
     async fn new(test: &str, mode: Mode, customers: u64, seed: u64, extra: &str) -> Shop {
-        let db = TestDb::new(test).await;
+        Shop::on(TestDb::new(test).await, mode, customers, seed, extra).await
+    }
+
+    /// [`Shop::new`] in a database of the caller's choosing (e.g. on a private server).
+    async fn on(db: TestDb, mode: Mode, customers: u64, seed: u64, extra: &str) -> Shop {
         let spec = Spec::new("wp_", mode, customers, seed);
         fixture::generate(&db.pool, &spec).await.expect("generate a store");
         let dir = tempfile::tempdir().unwrap();
@@ -184,7 +189,63 @@ impl Shop {
             .await
     }
 
+    /// Copies every table into a second database, for [`Shop::restore`].
+    async fn snapshot(&self) {
+        let mut conn = self.db.pool.get_conn().await.unwrap();
+        let (db, snap) = (&self.db.name, self.snapshot_name());
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{snap}`"))
+            .await
+            .unwrap();
+        conn.query_drop(format!("CREATE DATABASE `{snap}`")).await.unwrap();
+        for table in self.tables(&mut conn, db).await {
+            conn.query_drop(format!("CREATE TABLE `{snap}`.`{table}` LIKE `{db}`.`{table}`"))
+                .await
+                .unwrap();
+            conn.query_drop(format!("INSERT INTO `{snap}`.`{table}` SELECT * FROM `{db}`.`{table}`"))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Puts every table back as [`Shop::snapshot`] found it.
+    async fn restore(&self) {
+        let mut conn = self.db.pool.get_conn().await.unwrap();
+        let (db, snap) = (&self.db.name, self.snapshot_name());
+        let tables = self.tables(&mut conn, &snap).await;
+        assert_eq!(
+            tables,
+            self.tables(&mut conn, db).await,
+            "tables came or went since the snapshot"
+        );
+        for table in tables {
+            conn.query_drop(format!("TRUNCATE TABLE `{db}`.`{table}`"))
+                .await
+                .unwrap();
+            conn.query_drop(format!("INSERT INTO `{db}`.`{table}` SELECT * FROM `{snap}`.`{table}`"))
+                .await
+                .unwrap();
+        }
+    }
+
+    fn snapshot_name(&self) -> String {
+        format!("{}_snap", self.db.name)
+    }
+
+    async fn tables(&self, conn: &mut mysql_async::Conn, db: &str) -> Vec<String> {
+        conn.exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
+            (db,),
+        )
+        .await
+        .unwrap()
+    }
+
     async fn drop(self) {
+        let mut conn = self.db.pool.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.snapshot_name()))
+            .await
+            .unwrap();
+        drop(conn);
         self.db.drop().await;
     }
 }
@@ -1275,6 +1336,25 @@ impl Running {
         }
     }
 
+    /// Sends SIGKILL as soon as the `n`th statement is logged (the run must log at debug
+    /// level); returns where the run was by its last logged line before it died.
+    fn kill_after_statement(mut self, n: usize) -> (Moment, i32, String) {
+        let mut seen = 0;
+        while seen < n {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    seen += usize::from(line.contains("\"message\":\"statement done\""));
+                    self.stderr.push(line);
+                }
+                // It ended before the nth statement.
+                Err(_) => break,
+            }
+        }
+        let _ = self.child.kill();
+        let (code, stderr) = self.wait();
+        (Moment::of(&stderr), code, stderr)
+    }
+
     fn first_batch(&mut self) {
         self.wait_for("batch applied");
     }
@@ -1512,6 +1592,109 @@ async fn sigkill_at_any_moment_leaves_whole_entities_and_a_rerun_finishes() {
     shop.drop().await;
 }
 
+/// Where a killed run was, by the last lines it logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Moment {
+    /// Before the first batch: connecting, reading, planning.
+    Planning,
+    /// A batch's statements had run and its commit had not: a transaction was open.
+    InsideBatch,
+    /// After a commit, before the next batch's first statement (or after the last).
+    BetweenBatches,
+    /// The run had finished.
+    Finished,
+}
+
+impl Moment {
+    fn of(stderr: &str) -> Moment {
+        let message = |l: &&str, m: &str| l.contains(&format!("\"message\":\"{m}\""));
+        if stderr.lines().any(|l| message(&l, "run finished")) {
+            return Moment::Finished;
+        }
+        let lines: Vec<&str> = stderr.lines().collect();
+        let Some(started) = lines.iter().position(|l| message(l, "run started")) else {
+            return Moment::Planning;
+        };
+        let last = lines[started..].iter().rfind(|l| message(l, "statement done"));
+        match last {
+            Some(l) if !l.contains("\"statement\":\"committing a batch\"") => Moment::InsideBatch,
+            _ => Moment::BetweenBatches,
+        }
+    }
+}
+
+/// Kills in the crash matrix: `WC_RETENTION_CHAOS_KILLS` (`scripts/chaos` sets it), or 20.
+fn chaos_kills() -> usize {
+    match std::env::var("WC_RETENTION_CHAOS_KILLS") {
+        Ok(n) => n.parse().expect("WC_RETENTION_CHAOS_KILLS is a number"),
+        Err(_) => 20,
+    }
+}
+
+/// The crash matrix: apply is killed with SIGKILL right after its nth logged statement,
+/// for kill points spread over the whole run (planning, inside batch transactions,
+/// between batches), each on the same store restored from a snapshot. After each kill no
+/// entity is half-processed, and a rerun finishes with the audit chain intact.
+#[tokio::test]
+async fn crash_matrix_sigkill_at_spread_points() {
+    let shop = Shop::new("integrity_crash_matrix", Mode::HposSync, 60, 64, SMALL_BATCHES).await;
+    assert_eq!(shop.run(&["migrate"]).code, 0);
+    let orders_before = orders(&shop).await;
+    let customers_before = customers(&shop).await;
+    shop.snapshot().await;
+    let debug_apply = ["--log-level", "debug", "apply", "--now", NOW];
+
+    // A whole run first, to count its statements.
+    let (code, stderr) = Running::start(&shop, &debug_apply).wait();
+    assert_eq!(code, 0, "{stderr}");
+    let statements = stderr.matches("\"message\":\"statement done\"").count();
+    assert!(
+        statements > 100,
+        "too few statements to spread kills over: {statements}"
+    );
+
+    let kills = chaos_kills();
+    let (mut half_processed, mut reruns) = (0, 0);
+    let mut moments: BTreeMap<Moment, usize> = BTreeMap::new();
+    for k in 0..kills {
+        shop.restore().await;
+        // Evenly spread, each at a random statement of its own slice of the run.
+        let slice = statements.div_ceil(kills);
+        let target = (k * statements / kills + random_delay().as_millis() as usize % slice).max(1);
+        let (moment, code, stderr) = Running::start(&shop, &debug_apply).kill_after_statement(target);
+        if moment == Moment::Finished {
+            assert_eq!(code, 0, "kill {k}: {stderr}");
+        }
+        *moments.entry(moment).or_default() += 1;
+        let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
+        if !problems.is_empty() {
+            half_processed += 1;
+            eprintln!(
+                "{}",
+                report(&format!("kill {k} at statement {target} ({moment:?})"), &problems)
+            );
+        }
+        rerun_finishes(&shop, &format!("kill {k} at statement {target}")).await;
+        let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
+        assert!(
+            problems.is_empty(),
+            "{}",
+            report(&format!("after the rerun of kill {k}"), &problems)
+        );
+        reruns += 1;
+    }
+    println!(
+        "crash matrix: kills {kills}, half-processed {half_processed}, reruns completed {reruns} \
+         (killed while {moments:?}, spread over {statements} statements)"
+    );
+    assert_eq!(half_processed, 0, "kills left half-processed entities (above)");
+    assert!(
+        moments.get(&Moment::InsideBatch).copied().unwrap_or(0) >= kills / 4,
+        "too few kills landed inside a batch transaction: {moments:?}"
+    );
+    shop.drop().await;
+}
+
 /// A daemon schedule that does not fire during a test: cycles come from signals and from
 /// the catch-up at start.
 const YEARLY: &str = "[schedule]\ncron = \"0 4 1 1 *\"\ntimezone = \"UTC\"\n";
@@ -1571,6 +1754,186 @@ async fn the_daemon_stops_mid_apply_on_sigterm_and_a_restart_finishes() {
     assert!(twice.is_empty(), "{}", report("entities processed twice", &twice));
     let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
     assert!(problems.is_empty(), "{}", report("after the restart", &problems));
+    shop.drop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Database faults
+// ---------------------------------------------------------------------------------------
+
+/// The run's error as the operator reads it: the last ERROR line's message and error.
+fn error_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .rfind(|l| l.contains("\"level\":\"ERROR\"") || l.starts_with("wc-retention: error"))
+        .unwrap_or_else(|| panic!("no error logged:\n{stderr}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_database_crash_mid_apply_ends_in_an_error_and_a_rerun_finishes() {
+    let mut server = PrivateServer::start(&[]).await;
+    let db = TestDb::on(&server.url(""), "integrity_server_crash").await;
+    let shop = Shop::on(db, Mode::HposSync, 60, 65, SMALL_BATCHES).await;
+    let orders_before = orders(&shop).await;
+    let customers_before = customers(&shop).await;
+
+    let mut apply = Running::start(&shop, &["apply", "--now", NOW]);
+    apply.first_batch();
+    server.crash();
+    let (code, stderr) = apply.wait();
+    assert_eq!(code, 3, "apply when the server died:\n{stderr}");
+    let error = error_line(&stderr);
+    assert!(error.contains("cannot reach the database server"), "{error}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    server.resume().await;
+    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
+    assert!(problems.is_empty(), "{}", report("after the crash", &problems));
+    rerun_finishes(&shop, "after the server came back").await;
+    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
+    assert!(problems.is_empty(), "{}", report("after the rerun", &problems));
+    shop.drop().await;
+}
+
+#[tokio::test]
+async fn a_database_restart_mid_cycle_is_logged_and_the_retry_finishes() {
+    let mut server = PrivateServer::start(&[]).await;
+    let db = TestDb::on(&server.url(""), "integrity_server_restart").await;
+    let extra = format!("{SMALL_BATCHES}{YEARLY}retry_initial_secs = 1\nretry_max_secs = 2\n");
+    let shop = Shop::on(db, Mode::HposSync, 60, 66, &extra).await;
+    let orders_before = orders(&shop).await;
+    let customers_before = customers(&shop).await;
+
+    let mut daemon = Running::start(&shop, &["run"]);
+    daemon.wait_for("daemon ready");
+    daemon.signal("USR1");
+    daemon.first_batch();
+    server.pause();
+    daemon.wait_for("cycle failed");
+    let failed = daemon.stderr.last().cloned().unwrap_or_default();
+    assert!(failed.contains("\"level\":\"ERROR\""), "{failed}");
+    daemon.wait_for("cycle failed: retrying with backoff");
+    server.resume().await;
+    daemon.wait_for("cycle finished");
+    daemon.signal("TERM");
+    let (code, stderr) = daemon.wait();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let runs = shop.rows("SELECT status FROM wp_wc_retention_runs ORDER BY id").await;
+    assert_eq!(
+        runs.last().map(|r| get(r, "status")),
+        Some("completed".into()),
+        "{runs:?}"
+    );
+    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
+    assert!(problems.is_empty(), "{}", report("after the restart", &problems));
+    assert_eq!(shop.verify().code, 0);
+    let twice = nothing_twice(&shop).await;
+    assert!(twice.is_empty(), "{}", report("entities processed twice", &twice));
+    shop.drop().await;
+}
+
+#[tokio::test]
+async fn a_row_locked_by_the_shop_times_out_the_batch_whole_and_a_rerun_finishes() {
+    let server = PrivateServer::start(&["--innodb-lock-wait-timeout=2"]).await;
+    let db = TestDb::on(&server.url(""), "integrity_lock_wait").await;
+    let shop = Shop::on(db, Mode::HposSync, 60, 67, SMALL_BATCHES).await;
+    let orders_before = orders(&shop).await;
+    let customers_before = customers(&shop).await;
+    let due: Vec<u64> = shop
+        .plan_lines()
+        .iter()
+        .filter(|l| l["action"] == "anonymise_customer")
+        .flat_map(|l| l["sample_ids"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_u64())
+        .collect();
+    let held = *due.last().expect("customers due");
+
+    // The shop holds one due customer's account row, as a checkout saving it would.
+    let mut shop_conn = shop.db.pool.get_conn().await.unwrap();
+    shop_conn.query_drop("BEGIN").await.unwrap();
+    shop_conn
+        .exec_drop("SELECT ID FROM wp_users WHERE ID = ? FOR UPDATE", (held,))
+        .await
+        .unwrap();
+    let run = shop.run(&["--log-format", "json", "apply", "--now", NOW]);
+    assert_eq!(run.code, 1, "apply behind a held row:\n{}", run.all_output());
+    let error = error_line(&run.stderr);
+    assert!(error.contains("MySQL error 1205"), "{error}");
+    shop_conn.query_drop("ROLLBACK").await.unwrap();
+    drop(shop_conn);
+
+    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
+    assert!(problems.is_empty(), "{}", report("after the timeout", &problems));
+    let audited = shop
+        .rows(&format!(
+            "SELECT id FROM wp_wc_retention_audit WHERE entity_type = 'customer' AND entity_id = {held}"
+        ))
+        .await;
+    assert!(audited.is_empty(), "the held customer was processed");
+    rerun_finishes(&shop, "after the row was released").await;
+    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
+    assert!(problems.is_empty(), "{}", report("after the rerun", &problems));
+    shop.drop().await;
+}
+
+#[tokio::test]
+async fn the_connection_limit_is_logged_at_start_and_in_a_cycle_and_the_retry_finishes() {
+    let extra = format!("{YEARLY}retry_initial_secs = 1\nretry_max_secs = 2\n");
+    let shop = Shop::new("integrity_connection_limit", Mode::HposSync, 30, 68, &extra).await;
+    // The service account again (the same name and password), to learn its name.
+    let account = Opts::from_url(&shop.db.service_url().await).unwrap();
+    let user = account.user().unwrap().to_owned();
+    let mut root = shop.db.pool.get_conn().await.unwrap();
+    root.query_drop(format!(
+        "GRANT USAGE ON *.* TO '{user}'@'%' WITH MAX_USER_CONNECTIONS 2"
+    ))
+    .await
+    .unwrap();
+    drop(root);
+    // Two other programs of the same account hold both connections it may have.
+    let account = OptsBuilder::from_opts(account).pass(Some(SERVICE_PASSWORD));
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        others.push(mysql_async::Conn::new(account.clone()).await.unwrap());
+    }
+
+    let mut daemon = Running::start(&shop, &["run"]);
+    daemon.wait_for("cannot check the store yet; waiting");
+    let waiting = daemon.stderr.last().cloned().unwrap_or_default();
+    assert!(
+        waiting.contains("refused a connection: MySQL error 1226") && waiting.contains("max_user_connections"),
+        "{waiting}"
+    );
+    for conn in others.drain(..) {
+        conn.disconnect().await.unwrap();
+    }
+    daemon.wait_for("daemon ready");
+
+    // The limit again, during a cycle: the other programs take what the daemon left free.
+    while let Ok(conn) = mysql_async::Conn::new(account.clone()).await {
+        others.push(conn);
+    }
+    daemon.signal("USR1");
+    daemon.wait_for("cycle failed");
+    let failed = daemon.stderr.last().cloned().unwrap_or_default();
+    assert!(failed.contains("refused a connection: MySQL error 1226"), "{failed}");
+    daemon.wait_for("cycle failed: retrying with backoff");
+    for conn in others {
+        conn.disconnect().await.unwrap();
+    }
+    daemon.wait_for("cycle finished");
+    daemon.signal("TERM");
+    let (code, stderr) = daemon.wait();
+    assert_eq!(code, 0, "{stderr}");
+    let runs = shop.rows("SELECT status FROM wp_wc_retention_runs ORDER BY id").await;
+    assert_eq!(
+        runs.last().map(|r| get(r, "status")),
+        Some("completed".into()),
+        "{runs:?}"
+    );
     shop.drop().await;
 }
 

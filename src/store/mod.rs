@@ -59,6 +59,11 @@ pub struct Store {
 pub enum StoreError {
     #[error("cannot reach the database server at {target}: {reason}")]
     Unreachable { target: String, reason: String },
+    #[error(
+        "the database server at {target} refused a connection: {reason}; other programs hold the connections \
+         this account or the server may have (raise the limit, or lower database.pool_max)"
+    )]
+    ConnectionLimit { target: String, reason: String },
     #[error("no TLS connection to the database server at {target}: {reason}")]
     Tls { target: String, reason: String },
     #[error(
@@ -96,13 +101,13 @@ impl StoreError {
     /// rather than the configuration wrong.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Unreachable { .. } => true,
-            // Too many connections, shutting down, lock wait timeout, deadlock, query
+            StoreError::Unreachable { .. } | StoreError::ConnectionLimit { .. } => true,
+            // Shutting down, lock wait timeout, deadlock, query
             // interrupted, connection killed, server gone away, connection lost.
             StoreError::Sql {
                 source: mysql_async::Error::Server(e),
                 ..
-            } => [1040, 1053, 1205, 1213, 1317, 1927, 2006, 2013].contains(&e.code),
+            } => [1053, 1205, 1213, 1317, 1927, 2006, 2013].contains(&e.code),
             StoreError::Sql { .. } => true,
             _ => false,
         }
@@ -165,6 +170,12 @@ fn classify(e: mysql_async::Error, store: &Store) -> Result<StoreError, mysql_as
         mysql_async::Error::Server(s) if s.code == 1049 => Ok(StoreError::UnknownDatabase {
             target,
             database: store.database.clone(),
+        }),
+        // Too many connections to the server, or for this account: the messages name only
+        // the account and the limit.
+        mysql_async::Error::Server(s) if [1040, 1203, 1226].contains(&s.code) => Ok(StoreError::ConnectionLimit {
+            target,
+            reason: format!("MySQL error {}: {}", s.code, s.message),
         }),
         mysql_async::Error::Server(s) if s.code == 1044 => Ok(StoreError::DatabaseDenied {
             user: store.user.clone(),

@@ -2,6 +2,7 @@
 //! `scripts/test` starts, named from the test's name so parallel tests never collide.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod server;
 pub mod woo;
 
 use mysql_async::prelude::Queryable;
@@ -22,13 +23,22 @@ pub struct TestDb {
     pub name: String,
     pub pool: Pool,
     admin: Pool,
+    /// The server's URL, without a database.
+    server: String,
 }
 
 impl TestDb {
+    /// A database on the suite's server.
     pub async fn new(test_name: &str) -> TestDb {
+        TestDb::on(&server_url(), test_name).await
+    }
+
+    /// A database on the server at `server` (a URL without a database), e.g. a
+    /// [`server::PrivateServer`] a test stops and starts.
+    pub async fn on(server: &str, test_name: &str) -> TestDb {
         let name = format!("wcr_t_{}", sanitize(test_name));
         assert!(name.len() <= 64, "test name too long for a database name: {name}");
-        let admin = Pool::new(Opts::from_url(&server_url()).expect("valid test server URL"));
+        let admin = Pool::new(Opts::from_url(server).expect("valid test server URL"));
         let mut conn = admin.get_conn().await.expect("connect to the test MariaDB");
         conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
             .await
@@ -39,23 +49,24 @@ impl TestDb {
         .await
         .unwrap();
         drop(conn);
-        let opts = OptsBuilder::from_opts(Opts::from_url(&server_url()).unwrap()).db_name(Some(&name));
+        let opts = OptsBuilder::from_opts(Opts::from_url(server).unwrap()).db_name(Some(&name));
         TestDb {
             name,
             pool: Pool::new(opts),
             admin,
+            server: server.to_owned(),
         }
     }
 
     /// A `mysql://` URL for this database, for configs handed to the binary.
     pub fn url(&self) -> String {
-        let opts = Opts::from_url(&server_url()).unwrap();
+        let opts = Opts::from_url(&self.server).unwrap();
         self.url_as(opts.user().unwrap_or("root"))
     }
 
     /// The URL of this database for another account (its password goes in the config).
     pub fn url_as(&self, user: &str) -> String {
-        let opts = Opts::from_url(&server_url()).unwrap();
+        let opts = Opts::from_url(&self.server).unwrap();
         format!(
             "mysql://{user}@{}:{}/{}",
             opts.ip_or_hostname(),
@@ -146,7 +157,7 @@ impl TestDb {
     /// The whole database as `mariadb-dump` writes it, one row per INSERT: what a backup
     /// of the shop would hold.
     pub fn dump(&self) -> String {
-        let opts = Opts::from_url(&server_url()).unwrap();
+        let opts = Opts::from_url(&self.server).unwrap();
         let tool = ["mariadb-dump", "mysqldump"]
             .into_iter()
             .find(|t| {
