@@ -8,14 +8,12 @@ use chrono::Datelike;
 use common::{wc_retention, write_config, Run, TestDb};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
-use wc_retention::fixture::{self, Mode, Spec};
+use wc_retention::fixture::{Mode, Spec};
 use wc_retention::store::migrations;
 
 async fn store(test: &str, prefix: &str, mode: Mode) -> TestDb {
     let db = TestDb::new(test).await;
-    fixture::generate(&db.pool, &Spec::new(prefix, mode, 12, 7))
-        .await
-        .expect("generate a store");
+    common::generate(&db.pool, &Spec::new(prefix, mode, 12, 7)).await;
     db
 }
 
@@ -457,7 +455,7 @@ async fn tls_require_and_verify_ca_against_a_tls_server() {
 async fn no_personal_data_reaches_the_output() {
     let spec = Spec::new("wp_", Mode::HposSync, 12, 7);
     let db = TestDb::new("check_no_pii").await;
-    fixture::generate(&db.pool, &spec).await.expect("generate a store");
+    common::generate(&db.pool, &spec).await;
     let (_dir, cfg) = config(&db, "wp_", "");
     let mut output = String::new();
     for args in [&["migrate"][..], &["check"], &["check", "--json"]] {

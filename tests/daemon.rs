@@ -44,7 +44,7 @@ impl Shop {
     async fn new(test: &str, customers: u64, extra: &str) -> Shop {
         let db = TestDb::new(test).await;
         let spec = Spec::new("wp_", Mode::HposSync, customers, 71);
-        fixture::generate(&db.pool, &spec).await.expect("generate a store");
+        common::generate(&db.pool, &spec).await;
         let dir = tempfile::tempdir().unwrap();
         let url = db.service_url().await;
         let cfg = write_config(&dir, &config_text(&url, SERVICE_PASSWORD, extra));
@@ -166,6 +166,7 @@ impl Daemon {
             use std::io::BufRead;
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                common::record_output(&line);
                 sink.lock().unwrap().push(line);
             }
         });
@@ -485,7 +486,7 @@ async fn the_daemon_outlives_a_database_restart_and_recovers() {
     admin.disconnect().await.unwrap();
     let pool = Pool::new(OptsBuilder::from_opts(Opts::from_url(&server.url("shop")).unwrap()));
     let spec = Spec::new("wp_", Mode::HposSync, 40, 72);
-    fixture::generate(&pool, &spec).await.expect("generate a store");
+    common::generate(&pool, &spec).await;
     pool.disconnect().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(&dir, &config_text(&server.url("shop"), "", ""));

@@ -64,7 +64,7 @@ impl Shop {
     async fn new(test: &str, mode: Mode) -> Shop {
         let db = TestDb::new(&format!("export_{test}_{mode}")).await;
         let spec = Spec::new("wp_", mode, CUSTOMERS, SEED);
-        fixture::generate(&db.pool, &spec).await.expect("generate a store");
+        common::generate(&db.pool, &spec).await;
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "[database]\nurl = \"{}\"\npassword = \"{SERVICE_PASSWORD}\"\n\n\

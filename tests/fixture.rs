@@ -31,7 +31,7 @@ async fn option(c: &mut Conn, prefix: &str, name: &str) -> Option<String> {
 
 async fn generated(test: &str, spec: &Spec) -> (common::TestDb, Report) {
     let db = common::TestDb::new(test).await;
-    let report = fixture::generate(&db.pool, spec).await.expect("generate the store");
+    let report = common::generate(&db.pool, spec).await;
     (db, report)
 }
 

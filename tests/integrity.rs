@@ -110,7 +110,7 @@ impl Shop {
     /// [`Shop::new`] in a database of the caller's choosing (e.g. on a private server).
     async fn on(db: TestDb, mode: Mode, customers: u64, seed: u64, extra: &str) -> Shop {
         let spec = Spec::new("wp_", mode, customers, seed);
-        fixture::generate(&db.pool, &spec).await.expect("generate a store");
+        common::generate(&db.pool, &spec).await;
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "[database]\nurl = \"{}\"\npassword = \"{SERVICE_PASSWORD}\"\ntable_prefix = \"wp_\"\n\n\
@@ -1307,6 +1307,7 @@ impl Running {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                common::record_output(&line);
                 if tx.send(line).is_err() {
                     break;
                 }

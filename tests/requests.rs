@@ -7,7 +7,7 @@ mod common;
 use common::{wc_retention, write_config, Run, TestDb, SERVICE_PASSWORD};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
-use wc_retention::fixture::{self, Mode, Spec};
+use wc_retention::fixture::{Mode, Spec};
 
 const PEPPER: &str = "requests-tests-pepper-0123456789abcdef";
 
@@ -22,7 +22,7 @@ impl Shop {
     async fn new(test: &str, mode: Mode, requests: &str) -> Shop {
         let db = TestDb::new(test).await;
         let spec = Spec::new("wp_", mode, 60, 31);
-        fixture::generate(&db.pool, &spec).await.expect("generate a store");
+        common::generate(&db.pool, &spec).await;
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "[database]\nurl = \"{}\"\npassword = \"{SERVICE_PASSWORD}\"\n\n[log]\nformat = \"json\"\n\n\

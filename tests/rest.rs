@@ -257,7 +257,7 @@ impl Shop {
     async fn new(test: &str, mode: Mode, customers: u64) -> Shop {
         let db = TestDb::new(&format!("rest_{test}_{mode}")).await;
         let spec = Spec::new("wp_", mode, customers, 5);
-        fixture::generate(&db.pool, &spec).await.expect("generate a store");
+        common::generate(&db.pool, &spec).await;
         let woo = WooServer::start(WooOptions {
             tls: true,
             store: Some((db.url(), "wp_".to_owned())),

@@ -13,7 +13,7 @@ use common::woo::{self, Fault, WooOptions, WooServer};
 use common::TestDb;
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
-use wc_retention::fixture::{self, Mode, Spec};
+use wc_retention::fixture::{Mode, Spec};
 
 const KEY: &str = "ck_0123456789abcdef0123456789abcdef01234567";
 const SECRET: &str = "cs_76543210fedcba9876543210fedcba9876543210";
@@ -108,9 +108,7 @@ fn the_verifier_accepts_the_requests_woocommerce_accepted() {
 
 async fn store(test: &str, mode: Mode) -> (TestDb, WooServer) {
     let db = TestDb::new(test).await;
-    fixture::generate(&db.pool, &Spec::new("wp_", mode, 12, 7))
-        .await
-        .unwrap();
+    common::generate(&db.pool, &Spec::new("wp_", mode, 12, 7)).await;
     let mut options = WooOptions::new(KEY, SECRET);
     options.store = Some((db.url(), "wp_".into()));
     (db, WooServer::start(options))

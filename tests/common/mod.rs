@@ -338,11 +338,54 @@ pub fn wc_retention(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
     cmd.args(args).envs(env.iter().copied());
     let out = cmd.output().expect("run the wc-retention binary");
-    Run {
+    let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    record_output(&run.stdout);
+    record_output(&run.stderr);
+    run
+}
+
+// ---------------------------------------------------------------------------------------
+// The suite's output, kept for the personal-data scan
+// ---------------------------------------------------------------------------------------
+
+/// Where every test process keeps what the binary printed and which stores it generated;
+/// `tests/pii_scan.rs`, which `scripts/test` runs after the suite, searches the one for
+/// the personal data of the other.
+pub const OUTPUT_DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/wc-retention-output");
+
+fn append(file: &str, text: &str) {
+    use std::io::Write;
+    if text.is_empty() {
+        return;
     }
+    std::fs::create_dir_all(OUTPUT_DIR).expect("create the suite's output directory");
+    let path = format!("{OUTPUT_DIR}/{file}-{}", std::process::id());
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    // One write per call: the threads of a test process append whole texts.
+    let mut whole = text.to_owned();
+    whole.push('\n');
+    f.write_all(whole.as_bytes()).unwrap_or_else(|e| panic!("{path}: {e}"));
+}
+
+/// Keeps output of the binary (stdout, stderr or a log line) for the scan.
+pub fn record_output(text: &str) {
+    append("output", text);
+}
+
+/// A generated store, kept in the list of stores whose people the scan looks for.
+pub async fn generate(pool: &Pool, spec: &wc_retention::fixture::Spec) -> wc_retention::fixture::Report {
+    append("stores", &format!("{} {}", spec.seed, spec.subjects()));
+    wc_retention::fixture::generate(pool, spec)
+        .await
+        .expect("generate a store")
 }
 
 /// Writes a config file (mode 0600) into `dir` and returns its path as a string.
