@@ -344,6 +344,40 @@ async fn missing_privileges_are_named_and_deploy_grants_suffice() {
     assert_eq!(run.code, 0, "{}", run.all_output());
     assert_eq!(json(&run)["store"]["own_schema_version"], migrations::LATEST);
 
+    // One privilege taken away at a time: check names exactly that one.
+    for (table, privilege) in [
+        ("wp_woocommerce_sessions", "DELETE"),
+        ("wp_wc_orders_meta", "INSERT"),
+        ("wp_comments", "UPDATE"),
+        ("wp_wc_retention_audit", "INSERT"),
+    ] {
+        let on = format!("`{}`.`{table}` FROM '{user}'@'%'", db.name);
+        conn.query_drop(format!("REVOKE {privilege} ON {on}")).await.unwrap();
+        let run = wc_retention(&["--config", &cfg, "check", "--json"], &[]);
+        assert_eq!(run.code, 3, "without {privilege} on {table}: {}", run.all_output());
+        assert_eq!(
+            json(&run)["store"]["missing_privileges"],
+            serde_json::json!([[table, privilege]]),
+            "without {privilege} on {table}: {}",
+            run.all_output()
+        );
+        let to = format!("`{}`.`{table}` TO '{user}'@'%'", db.name);
+        conn.query_drop(format!("GRANT {privilege} ON {to}")).await.unwrap();
+    }
+    // Without reading the options, the store cannot be told from any other database:
+    // check names the table rather than saying there is no WordPress.
+    let on = format!("`{}`.`wp_options` FROM '{user}'@'%'", db.name);
+    conn.query_drop(format!("REVOKE SELECT ON {on}")).await.unwrap();
+    let run = wc_retention(&["--config", &cfg, "check"], &[]);
+    assert_eq!(run.code, 3, "{}", run.all_output());
+    assert!(
+        run.stderr.contains(&format!(
+            "user \"{user}\" may not read wp_options (no SELECT privilege on it)"
+        )),
+        "{}",
+        run.all_output()
+    );
+
     drop(conn);
     db.drop_user(user).await;
     db.drop().await;

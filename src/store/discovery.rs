@@ -346,7 +346,16 @@ pub async fn discover(store: &Store) -> Result<Discovery, StoreError> {
         .into_iter()
         .collect();
     let prefix = store.prefix();
-    if presence(&mut conn, store, &listed, "options").await? != Presence::Exists {
+    let options = presence(&mut conn, store, &listed, "options").await?;
+    // The shop's other tables are visible: the options table is there, only hidden.
+    let others = ["users", "posts"].map(|t| format!("{prefix}{t}"));
+    if options == Presence::Hidden && others.iter().all(|t| listed.contains_key(t)) {
+        return Err(StoreError::TableDenied {
+            user: store.user.clone(),
+            table: format!("{prefix}options"),
+        });
+    }
+    if options != Presence::Exists {
         return Err(StoreError::NotWordPress {
             database,
             prefix: prefix.to_owned(),

@@ -74,6 +74,10 @@ pub enum StoreError {
     UnknownDatabase { target: String, database: String },
     #[error("user {user:?} may not use database {database:?} (MySQL error 1044): grant it the privileges in deploy/grants.sql")]
     DatabaseDenied { user: String, database: String },
+    #[error(
+        "user {user:?} may not read {table} (no SELECT privilege on it): grant the privileges in deploy/grants.sql"
+    )]
+    TableDenied { user: String, table: String },
     #[error("database {database:?} has no WordPress tables with prefix {prefix:?}{hint}")]
     NotWordPress {
         database: String,
