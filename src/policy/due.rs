@@ -101,17 +101,52 @@ impl Forget {
     }
 }
 
-/// A customer's last activity (README "Last activity"), and whether their login sessions
-/// could not be read (then they are left out, as the planner does).
+/// A customer's last activity (README "Last activity"), and what could not be read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Activity {
+    /// The latest readable signal.
     pub last: Option<DateTime<Utc>>,
-    pub logins_unreadable: bool,
+    /// Signals that are stored but cannot be read and may hide activity later than
+    /// `last`: while any remains, the customer cannot be shown to be inactive.
+    pub unknown: Vec<Unknown>,
+}
+
+/// A stored activity signal whose date cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unknown {
+    /// A field of the account: `user_registered`, `wc_last_active`, `last_update`,
+    /// `session_tokens`.
+    Field(&'static str),
+    /// An order of the account, or under its email, without a readable creation date.
+    Order(u64),
+}
+
+impl std::fmt::Display for Unknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unknown::Field(name) => write!(f, "{name} cannot be read"),
+            Unknown::Order(id) => write!(f, "order {id} has no readable creation date"),
+        }
+    }
 }
 
 /// The latest of: registration, `wc_last_active`, `last_update`, the latest login in
 /// `session_tokens`, the last WooCommerce session (its expiry minus 48 hours), and the
 /// newest order (any status but `checkout-draft`) of the account or under its email.
+///
+/// A date that is stored but cannot be read (a zero date, garbage where a unix time
+/// belongs, broken serialized PHP) is unknown, never old: it is listed in `unknown`, and
+/// the policy does not forget a customer on the readable dates alone while one remains,
+/// since the unreadable one may be the visit that keeps them a client. Two exceptions,
+/// because they cannot hide anything later:
+/// - an empty `wc_last_active` or `last_update` (or none) records no visit at all
+///   (customers WooCommerce has not seen since 3.4 have none);
+/// - an unreadable registration, when the account has activity of its own that comes
+///   after it: WooCommerce writes `last_update` when it creates the customer and
+///   `wc_last_active` on their first visit (the day, so at most a day before), WordPress
+///   records every login in `session_tokens`, and a session keyed by the account is a
+///   visit while logged in. Only orders are not enough: WooCommerce links the guest
+///   orders placed before registering to the new account.
 pub fn last_activity(f: &CustomerFacts) -> Activity {
     let (login, logins_unreadable) = match f.session_tokens.as_deref().map(php::latest_login) {
         Some(Ok(t)) => (t.and_then(|t| DateTime::from_timestamp(t, 0)), false),
@@ -131,10 +166,43 @@ pub fn last_activity(f: &CustomerFacts) -> Activity {
     .into_iter()
     .flatten()
     .max();
-    Activity {
-        last,
-        logins_unreadable,
+    let u = f.unreadable;
+    let own_activity = [f.wc_last_active, f.last_update, login, visit]
+        .iter()
+        .any(Option::is_some);
+    let mut unknown: Vec<Unknown> = [
+        (u.registered && !own_activity, "user_registered"),
+        (u.wc_last_active, "wc_last_active"),
+        (u.last_update, "last_update"),
+        (logins_unreadable, "session_tokens"),
+    ]
+    .into_iter()
+    .filter(|(bad, _)| *bad)
+    .map(|(_, name)| Unknown::Field(name))
+    .collect();
+    for orders in [&f.orders, &f.guest_orders] {
+        if orders.undated > 0 {
+            unknown.extend(orders.first_undated.map(Unknown::Order));
+        }
     }
+    Activity { last, unknown }
+}
+
+/// The date an invoice's retention counts from: paid, else completed, else created (on
+/// the shop's calendar). `None` when the order has none, or when the first of them it
+/// holds cannot be read: counting from a later one in the list (an earlier date: an order
+/// is created, then paid, then completed) could end the retention too soon.
+pub fn invoice_date(o: &OrderFacts) -> Option<DateTime<Utc>> {
+    let u = o.unreadable;
+    for (t, unreadable) in [(o.paid, u.paid), (o.completed, u.completed), (o.created, u.created)] {
+        if unreadable {
+            return None;
+        }
+        if t.is_some() {
+            return t;
+        }
+    }
+    None
 }
 
 /// The policy as the due dates need it.
@@ -253,7 +321,10 @@ impl DueRules {
         if !self.customers_enabled {
             return Forget::Never(RULE_DISABLED);
         }
-        let Some(last) = last_activity(f).last else {
+        let activity = last_activity(f);
+        // A date that cannot be read may be a later visit: no date can be given (the
+        // planner skips the customer) until it is repaired.
+        let (Some(last), true) = (activity.last, activity.unknown.is_empty()) else {
             return Forget::Never(NO_ACTIVITY_DATE);
         };
         match self.after(&self.inactive_after, last) {
@@ -276,6 +347,10 @@ impl DueRules {
         }
         if !self.guests_enabled {
             return Forget::Never(RULE_DISABLED);
+        }
+        // An order without a readable date may be their newest (see `last_activity`).
+        if orders.undated > 0 {
+            return Forget::Never(NO_ACTIVITY_DATE);
         }
         match orders
             .last_order
@@ -337,11 +412,7 @@ impl DueRules {
             return vec![Stage::keep(PROTECTED)];
         }
         let invoice = self.invoice_statuses.contains(&o.status);
-        let retention_end = o
-            .paid
-            .or(o.completed)
-            .or(o.created)
-            .and_then(|dated| self.zone.retention_ends(&self.retention, dated));
+        let retention_end = invoice_date(o).and_then(|dated| self.zone.retention_ends(&self.retention, dated));
         match o.processed {
             Processed::Anonymised => {
                 return vec![Stage {
@@ -601,7 +672,48 @@ mod tests {
         f.session_tokens = Some(b"a:1:{s:2:\"ab\";a:1:{s:5:\"login\";i:1700000000;}}".to_vec());
         assert_eq!(last_activity(&f).last, DateTime::from_timestamp(1_700_000_000, 0));
         f.session_tokens = Some(b"a:1:{broken".to_vec());
-        assert!(last_activity(&f).logins_unreadable);
+        assert_eq!(last_activity(&f).unknown, vec![Unknown::Field("session_tokens")]);
+    }
+
+    #[test]
+    fn unreadable_dates_give_no_due_date() {
+        let r = rules("");
+        let mut f = customer("2020-06-01T12:00:00Z");
+        f.unreadable.wc_last_active = true;
+        assert_eq!(r.account(&f, None, false), Forget::Never(NO_ACTIVITY_DATE));
+        let mut f = customer("2020-06-01T12:00:00Z");
+        f.orders.undated = 1;
+        f.orders.first_undated = Some(12);
+        assert_eq!(last_activity(&f).unknown, vec![Unknown::Order(12)]);
+        assert_eq!(r.account(&f, None, false), Forget::Never(NO_ACTIVITY_DATE));
+        assert_eq!(
+            r.guest("gast@example.nl", &f.orders, false),
+            Forget::Never(NO_ACTIVITY_DATE)
+        );
+        // An unreadable registration is covered by the account's own later activity.
+        let mut f = customer("2020-06-01T12:00:00Z");
+        (f.registered, f.unreadable.registered) = (None, true);
+        assert_eq!(last_activity(&f).unknown, vec![Unknown::Field("user_registered")]);
+        f.last_update = Some(utc("2020-07-01T12:00:00Z"));
+        assert!(last_activity(&f).unknown.is_empty());
+        assert_eq!(at(&r.account(&f, None, false)), utc("2023-07-01T12:00:00Z"));
+    }
+
+    #[test]
+    fn an_invoice_counts_from_the_first_date_it_holds_unless_that_one_is_unreadable() {
+        let mut o = order("wc-completed", "2018-03-10T09:00:00Z");
+        o.completed = Some(utc("2019-01-05T09:00:00Z"));
+        assert_eq!(invoice_date(&o), o.completed);
+        o.paid = Some(utc("2018-03-10T09:05:00Z"));
+        o.unreadable.completed = true;
+        assert_eq!(invoice_date(&o), o.paid);
+        o.paid = None;
+        assert_eq!(invoice_date(&o), None);
+        // No anonymisation is scheduled for it: it stays minimised.
+        let r = rules("");
+        let forget = r.account(&customer("2019-01-01T00:00:00Z"), None, false);
+        let stages = r.order(&o, &forget);
+        assert_eq!(stages.iter().map(|s| s.action).collect::<Vec<_>>(), vec![Act::Minimise]);
     }
 
     #[test]

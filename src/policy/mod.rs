@@ -29,6 +29,31 @@ pub struct OrderActivity {
     pub open: u64,
     /// The newest `pending` order: young ones count as open.
     pub last_pending: Option<DateTime<Utc>>,
+    /// Orders (any status but `checkout-draft`) whose creation date cannot be read (NULL
+    /// or a zero date): any of them may be newer than `last_order`.
+    pub undated: u64,
+    /// The lowest id among the `undated` orders, for the warning.
+    pub first_undated: Option<u64>,
+}
+
+/// Dates an account's rows hold but that cannot be read: a zero `user_registered`, or a
+/// `wc_last_active` / `last_update` that is not a unix time. An empty meta value or no
+/// row at all is no date rather than an unreadable one (see [`due::last_activity`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnreadableDates {
+    pub registered: bool,
+    pub wc_last_active: bool,
+    pub last_update: bool,
+}
+
+/// An order's dates that are stored but cannot be read: a NULL or zero creation date, a
+/// zero `date_paid_gmt` / `date_completed_gmt`, or a `_date_paid` / `_date_completed`
+/// meta value that is not a unix time (an empty one means "not paid", "not completed").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnreadableOrderDates {
+    pub created: bool,
+    pub paid: bool,
+    pub completed: bool,
 }
 
 /// A WordPress user, as the customer rule sees them.
@@ -54,6 +79,11 @@ pub struct CustomerFacts {
     pub guest_orders: OrderActivity,
     /// The service anonymised this account before.
     pub anonymised: bool,
+    /// Dates above that are stored but could not be read (and are `None`).
+    pub unreadable: UnreadableDates,
+    /// Another account has the same email (WordPress does not enforce unique emails in
+    /// the database; imports and letter case make duplicates).
+    pub email_shared: bool,
 }
 
 /// People who ordered without an account, one per billing email.
@@ -107,6 +137,8 @@ pub struct OrderFacts {
     pub contact_present: bool,
     /// An IP address or user agent is stored.
     pub ip_present: bool,
+    /// Dates above that are stored but could not be read (and are `None`).
+    pub unreadable: UnreadableOrderDates,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +171,9 @@ pub struct Planner<'r> {
     /// Emails of accounts forgotten or never touched in this plan: their guest orders follow.
     gone_account_emails: HashSet<String>,
     untouchable_account_emails: HashSet<String>,
+    /// Emails of accounts kept in this plan that another account uses too: the guest
+    /// orders under such an email are as much the kept account's as the forgotten one's.
+    kept_shared_emails: HashSet<String>,
     unlisted_warnings: u64,
 }
 
@@ -156,6 +191,7 @@ impl<'r> Planner<'r> {
             untouchable_guests: HashSet::new(),
             gone_account_emails: HashSet::new(),
             untouchable_account_emails: HashSet::new(),
+            kept_shared_emails: HashSet::new(),
             unlisted_warnings: 0,
         }
     }
@@ -179,6 +215,13 @@ impl<'r> Planner<'r> {
 
     /// Pass 1: one registered user.
     pub fn customer(&mut self, f: &CustomerFacts) {
+        self.judge_customer(f);
+        if f.email_shared && !self.gone_users.contains(&f.user_id) {
+            self.kept_shared_emails.insert(f.email.clone());
+        }
+    }
+
+    fn judge_customer(&mut self, f: &CustomerFacts) {
         let r = self.rules;
         let roles = match f.capabilities.as_deref().map(php::roles) {
             None => Vec::new(),
@@ -222,16 +265,28 @@ impl<'r> Planner<'r> {
         if !r.customers_enabled || r.is_open(&f.orders) || r.is_open(&f.guest_orders) {
             return;
         }
-        let Some(last) = self.last_activity(f) else {
+        let activity = due::last_activity(f);
+        let Some(last) = activity.last else {
             self.warn(format!("user {}: no activity date can be read; skipped", f.user_id));
             return;
         };
-        if last < r.inactive_before {
-            self.gone_users.insert(f.user_id);
-            self.gone_account_emails.insert(f.email.clone());
-            self.plan.subjects_forgotten += 1;
-            self.push_customer(Rule::InactiveCustomer, action, f.user_id);
+        if last >= r.inactive_before {
+            return;
         }
+        if !activity.unknown.is_empty() {
+            // Inactive on the dates that can be read; the others may be a later visit.
+            let unknown: Vec<String> = activity.unknown.iter().map(ToString::to_string).collect();
+            self.warn(format!(
+                "user {}: inactive on the dates that can be read, but {}; skipped until it is repaired",
+                f.user_id,
+                unknown.join(", ")
+            ));
+            return;
+        }
+        self.gone_users.insert(f.user_id);
+        self.gone_account_emails.insert(f.email.clone());
+        self.plan.subjects_forgotten += 1;
+        self.push_customer(Rule::InactiveCustomer, action, f.user_id);
     }
 
     /// An erasure request: the person's accounts go now, whatever their activity,
@@ -258,15 +313,6 @@ impl<'r> Planner<'r> {
         self.plan.subjects_forgotten += 1;
         self.gone_users.insert(f.user_id);
         self.gone_account_emails.insert(f.email.clone());
-    }
-
-    /// The latest of every activity signal; see the README's "Last activity".
-    fn last_activity(&mut self, f: &CustomerFacts) -> Option<DateTime<Utc>> {
-        let activity = due::last_activity(f);
-        if activity.logins_unreadable {
-            self.warn(format!("user {}: login sessions unreadable; ignored", f.user_id));
-        }
-        activity.last
     }
 
     fn untouchable(&mut self, f: &CustomerFacts) {
@@ -310,18 +356,31 @@ impl<'r> Planner<'r> {
             return;
         }
         if f.has_account {
-            // The account's rule judged this person, guest orders included.
-            if self.gone_account_emails.contains(&f.email) {
-                self.gone_guests.insert(f.email.clone());
-            } else if self.untouchable_account_emails.contains(&f.email) {
+            // The account's rule judged this person, guest orders included. Where several
+            // accounts share the email, the guest orders go only when all of them go.
+            if self.untouchable_account_emails.contains(&f.email) {
                 self.untouchable_guests.insert(f.email.clone());
+            } else if self.gone_account_emails.contains(&f.email) && !self.kept_shared_emails.contains(&f.email) {
+                self.gone_guests.insert(f.email.clone());
             }
             return;
         }
         if !r.guests_enabled || r.is_open(&f.orders) {
             return;
         }
-        if f.orders.last_order.is_some_and(|last| last < r.inactive_before) {
+        let o = &f.orders;
+        if o.last_order.is_none_or(|last| last < r.inactive_before) {
+            // An order without a readable date may be their newest: never forgotten on
+            // the others' dates (see `due::last_activity`). Named by that order's id.
+            if let (true, Some(id)) = (o.undated > 0, o.first_undated) {
+                self.warn(format!(
+                    "order {id}: a guest order without a readable creation date; the guest's orders are kept \
+                     until it is repaired"
+                ));
+                return;
+            }
+        }
+        if o.last_order.is_some_and(|last| last < r.inactive_before) {
             self.plan.subjects_forgotten += 1;
             self.gone_guests.insert(f.email.clone());
         }
@@ -351,6 +410,7 @@ impl<'r> Planner<'r> {
         // An order being fulfilled is never forgotten, whoever placed it.
         let open = OPEN_STATUSES.contains(&f.status.as_str());
         let subject_rule = match &f.account {
+            Account::Guest if f.email.is_empty() => self.lone_guest_order(f, open),
             _ if open => None,
             Account::Present { anonymised } if *anonymised || self.gone_users.contains(&f.customer_id) => {
                 Some(Rule::InactiveCustomer)
@@ -383,17 +443,53 @@ impl<'r> Planner<'r> {
         if old_ip {
             consider(Rule::OrderIp, Action::StripOrderIp);
         }
-        if let Some(step) = best {
-            self.plan.orders.push(step);
-            // Trashing keeps the order's data; its old IP address goes all the same.
-            if step.action == Action::TrashOrder && old_ip {
-                self.plan.orders.push(Step {
-                    rule: Rule::OrderIp,
-                    action: Action::StripOrderIp,
-                    id: f.id,
-                });
+        match best {
+            Some(step) => {
+                self.plan.orders.push(step);
+                // Trashing keeps the order's data; its old IP address goes all the same.
+                if step.action == Action::TrashOrder && old_ip {
+                    self.plan.orders.push(Step {
+                        rule: Rule::OrderIp,
+                        action: Action::StripOrderIp,
+                        id: f.id,
+                    });
+                }
             }
+            // Its age is unknown, never old: the unpaid, IP and lone-guest rules leave it.
+            None if f.unreadable.created => self.warn(format!(
+                "order {}: its creation date cannot be read; the rules that go by its age skip it until it is repaired",
+                f.id
+            )),
+            None => {}
         }
+    }
+
+    /// A guest order without a billing email names no one it could be linked with: it is
+    /// a subject of its own, whose only activity is the order itself. Left out, its name,
+    /// address and phone would be kept for ever. A checkout draft is no activity (the
+    /// email is typed later in the checkout); the unpaid rule deals with drafts.
+    fn lone_guest_order(&mut self, f: &OrderFacts, open: bool) -> Option<Rule> {
+        let r = self.rules;
+        if f.status == "wc-checkout-draft" {
+            return None;
+        }
+        self.plan.subjects_total += 1;
+        let activity = OrderActivity {
+            last_order: f.created,
+            open: u64::from(open),
+            last_pending: f.created.filter(|_| f.status == "wc-pending"),
+            ..OrderActivity::default()
+        };
+        if !r.guests_enabled || r.is_open(&activity) {
+            return None;
+        }
+        // No readable creation date: its age is unknown (warned by the caller).
+        let created = f.created?;
+        if created >= r.inactive_before {
+            return None;
+        }
+        self.plan.subjects_forgotten += 1;
+        Some(Rule::InactiveGuest)
     }
 
     /// An erasure request's orders: minimised while an invoice must be kept, anonymised
@@ -432,9 +528,12 @@ impl<'r> Planner<'r> {
         if !r.invoice_statuses.contains(&f.status) {
             return None;
         }
-        let Some(dated) = f.paid.or(f.completed).or(f.created) else {
+        let Some(dated) = due::invoice_date(f) else {
             // Never anonymise an invoice whose date cannot be read: keep it minimised.
-            self.warn(format!("order {}: no date can be read; kept as an invoice", f.id));
+            self.warn(format!(
+                "order {}: the date its retention counts from cannot be read; kept as an invoice",
+                f.id
+            ));
             return Some(true);
         };
         Some(r.zone.retention_ends(&r.retention, dated).is_none_or(|end| r.now < end))

@@ -15,7 +15,7 @@ use figment::Figment;
 
 use super::{
     Account, CustomerFacts, DownloadFacts, Erasure, GuestFacts, OrderActivity, OrderFacts, Planner, PolicyError,
-    Processed, Restrictions, Rules, SessionFacts,
+    Processed, Restrictions, Rules, SessionFacts, UnreadableDates, UnreadableOrderDates,
 };
 use crate::config::Config;
 use crate::localtime::ShopZone;
@@ -148,6 +148,8 @@ fn long_gone(user_id: u64) -> CustomerFacts {
             ..OrderActivity::default()
         },
         anonymised: false,
+        unreadable: UnreadableDates::default(),
+        email_shared: false,
     }
 }
 
@@ -365,24 +367,174 @@ fn the_newest_order_alone_keeps_a_customer() {
 }
 
 #[test]
-fn unreadable_login_sessions_are_ignored_with_a_warning_naming_the_user() {
+fn unreadable_login_sessions_skip_an_otherwise_inactive_customer_with_a_warning_naming_the_user() {
     let c = CustomerFacts {
         session_tokens: Some(b"a:1:{s:5:\"login\";".to_vec()),
         ..long_gone(5)
     };
     let p = customers_plan(&rules(), vec![c]);
-    // The other signals still decide.
-    assert_eq!(
-        p.customers,
-        vec![step(Rule::InactiveCustomer, Action::AnonymiseCustomer, 5)]
-    );
+    // The broken value may hold yesterday's login.
+    assert!(p.customers.is_empty(), "{:?}", p.customers);
+    assert_eq!(p.subjects_forgotten, 0);
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
     assert!(
-        p.warnings[0].starts_with("user 5: login sessions unreadable"),
+        p.warnings[0].starts_with("user 5: ") && p.warnings[0].contains("session_tokens cannot be read"),
         "{:?}",
         p.warnings
     );
     assert!(!p.warnings[0].contains(&email_of(5)));
+    // A readable recent signal decides without any warning.
+    let c = CustomerFacts {
+        session_tokens: Some(b"a:1:{s:5:\"login\";".to_vec()),
+        wc_last_active: Some(days_ago(3)),
+        ..long_gone(5)
+    };
+    assert_kept(&customers_plan(&rules(), vec![c]));
+}
+
+#[test]
+fn an_unreadable_wc_last_active_or_last_update_is_unknown_never_old() {
+    for (unreadable, what) in [
+        (
+            UnreadableDates {
+                wc_last_active: true,
+                ..UnreadableDates::default()
+            },
+            "wc_last_active",
+        ),
+        (
+            UnreadableDates {
+                last_update: true,
+                ..UnreadableDates::default()
+            },
+            "last_update",
+        ),
+    ] {
+        let c = CustomerFacts {
+            wc_last_active: None,
+            last_update: None,
+            unreadable,
+            ..long_gone(7)
+        };
+        let p = customers_plan(&rules(), vec![c]);
+        assert!(p.customers.is_empty(), "{what}: {:?}", p.customers);
+        assert_eq!(p.warnings.len(), 1, "{what}: {:?}", p.warnings);
+        assert!(
+            p.warnings[0].starts_with("user 7: ") && p.warnings[0].contains(&format!("{what} cannot be read")),
+            "{:?}",
+            p.warnings
+        );
+    }
+    // No value at all (or an empty one, which the reader does not count as unreadable)
+    // says nothing: the other dates decide.
+    let c = CustomerFacts {
+        wc_last_active: None,
+        last_update: None,
+        ..long_gone(7)
+    };
+    let p = customers_plan(&rules(), vec![c]);
+    assert_eq!(
+        p.customers,
+        vec![step(Rule::InactiveCustomer, Action::AnonymiseCustomer, 7)]
+    );
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn an_unreadable_registration_counts_only_without_the_accounts_own_activity() {
+    let zero_registration = |c: CustomerFacts| CustomerFacts {
+        registered: None,
+        unreadable: UnreadableDates {
+            registered: true,
+            ..UnreadableDates::default()
+        },
+        ..c
+    };
+    // wc_last_active, last_update and logins all come after the registration.
+    let p = customers_plan(&rules(), vec![zero_registration(long_gone(5))]);
+    assert_eq!(
+        p.customers,
+        vec![step(Rule::InactiveCustomer, Action::AnonymiseCustomer, 5)]
+    );
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // Orders alone do not: WooCommerce links older guest orders to a new account.
+    let only_orders = CustomerFacts {
+        wc_last_active: None,
+        last_update: None,
+        session_tokens: None,
+        session_expiry: None,
+        ..zero_registration(long_gone(5))
+    };
+    let p = customers_plan(&rules(), vec![only_orders]);
+    assert!(p.customers.is_empty(), "{:?}", p.customers);
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].contains("user_registered cannot be read"),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn an_order_without_a_readable_date_keeps_its_customer_with_a_warning_naming_both() {
+    for account_order in [true, false] {
+        let undated = OrderActivity {
+            last_order: Some(t("2020-01-01T10:00:00Z")),
+            undated: 1,
+            first_undated: Some(77),
+            ..OrderActivity::default()
+        };
+        let c = if account_order {
+            CustomerFacts {
+                orders: undated,
+                ..long_gone(5)
+            }
+        } else {
+            CustomerFacts {
+                guest_orders: undated,
+                ..long_gone(5)
+            }
+        };
+        let p = customers_plan(&rules(), vec![c]);
+        assert!(p.customers.is_empty(), "{:?}", p.customers);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        let w = &p.warnings[0];
+        assert!(
+            w.starts_with("user 5: ") && w.contains("order 77 has no readable creation date"),
+            "{w}"
+        );
+    }
+}
+
+#[test]
+fn a_guest_with_an_undated_order_is_kept_with_a_warning_naming_the_order() {
+    let mut g = guest("guest@example.nl", Some(t("2020-04-01T10:00:00Z")));
+    g.orders.undated = 2;
+    g.orders.first_undated = Some(31);
+    let p = plan(
+        &rules(),
+        &Facts {
+            guests: vec![g.clone()],
+            orders: vec![invoice(10, t("2020-04-01T10:00:00Z"))],
+            ..Facts::default()
+        },
+    );
+    assert!(p.orders.is_empty(), "{:?}", p.orders);
+    assert_eq!((p.subjects_forgotten, p.subjects_total), (0, 1));
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(p.warnings[0].starts_with("order 31: "), "{:?}", p.warnings);
+    assert!(!p.warnings[0].contains("example.nl"), "{:?}", p.warnings);
+    // Only undated orders: no readable date either.
+    g.orders.last_order = None;
+    let p = plan(
+        &rules(),
+        &Facts {
+            guests: vec![g],
+            ..Facts::default()
+        },
+    );
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert_eq!(p.subjects_forgotten, 0);
 }
 
 #[test]
@@ -614,6 +766,7 @@ fn a_young_pending_order_keeps_a_customer_an_old_one_does_not() {
             last_order: Some(at),
             open: 0,
             last_pending: Some(at),
+            ..OrderActivity::default()
         },
         ..CustomerFacts::default()
     };
@@ -774,7 +927,7 @@ fn a_guest_with_an_open_order_is_kept() {
                 orders: OrderActivity {
                     last_order: Some(t("2021-04-01T10:00:00Z")),
                     open: 1,
-                    last_pending: None,
+                    ..OrderActivity::default()
                 },
                 ..guest("guest@example.nl", None)
             }],
@@ -1574,6 +1727,194 @@ fn guest_orders_under_the_accounts_email_are_the_persons_activity_and_follow_the
         .expect("the guest order goes with the account");
     assert_eq!(order.action, Action::MinimiseOrder);
     assert_eq!(p.subjects_forgotten, 1, "one person, not two");
+}
+
+#[test]
+fn guest_orders_under_a_shared_email_go_only_when_every_account_with_it_goes() {
+    let r = rules();
+    let shared = email_of(5);
+    let account_guest = GuestFacts {
+        has_account: true,
+        ..guest(&shared, Some(t("2020-05-01T10:00:00Z")))
+    };
+    let guest_order = OrderFacts {
+        email: shared.clone(),
+        ..invoice(30, t("2020-05-01T10:00:00Z"))
+    };
+    let twin = |user_id: u64, c: CustomerFacts| CustomerFacts {
+        user_id,
+        email: shared.clone(),
+        email_shared: true,
+        ..c
+    };
+    // Account 5 is gone, account 6 with the same email is active (here in either order).
+    for customers in [
+        vec![twin(5, long_gone(5)), twin(6, active(6))],
+        vec![twin(6, active(6)), twin(5, long_gone(5))],
+    ] {
+        let p = plan(
+            &r,
+            &Facts {
+                customers,
+                guests: vec![account_guest.clone()],
+                orders: vec![guest_order.clone()],
+                ..Facts::default()
+            },
+        );
+        assert_eq!(
+            p.customers,
+            vec![step(Rule::InactiveCustomer, Action::AnonymiseCustomer, 5)]
+        );
+        assert!(
+            p.orders.is_empty(),
+            "the guest order is account 6's as much: {:?}",
+            p.orders
+        );
+    }
+    // Both gone: it goes with them.
+    let p = plan(
+        &r,
+        &Facts {
+            customers: vec![twin(5, long_gone(5)), twin(6, long_gone(6))],
+            guests: vec![account_guest.clone()],
+            orders: vec![guest_order.clone()],
+            ..Facts::default()
+        },
+    );
+    assert_eq!(p.orders, vec![step(Rule::InactiveGuest, Action::MinimiseOrder, 30)]);
+    // One of them staff: untouchable, whoever the other is.
+    let staff = CustomerFacts {
+        capabilities: Some(br#"a:1:{s:13:"administrator";b:1;}"#.to_vec()),
+        ..twin(6, long_gone(6))
+    };
+    let p = plan(
+        &r,
+        &Facts {
+            customers: vec![twin(5, long_gone(5)), staff],
+            guests: vec![account_guest],
+            orders: vec![OrderFacts {
+                ip_present: true,
+                ..guest_order
+            }],
+            ..Facts::default()
+        },
+    );
+    assert!(p.orders.is_empty(), "{:?}", p.orders);
+}
+
+/// A guest order without a billing email.
+fn lone(id: u64, status: &str, created: Option<DateTime<Utc>>) -> OrderFacts {
+    OrderFacts {
+        email: String::new(),
+        contact_present: false,
+        ..order(id, status, created)
+    }
+}
+
+#[test]
+fn a_guest_order_without_an_email_is_a_subject_of_its_own() {
+    let r = rules();
+    let p = plan(
+        &r,
+        &Facts {
+            orders: vec![
+                // Fiscal year 2021: kept until the end of 2028.
+                OrderFacts {
+                    paid: Some(t("2021-04-01T10:00:00Z")),
+                    ..lone(10, "wc-completed", Some(t("2021-04-01T10:00:00Z")))
+                },
+                lone(11, "wc-cancelled", Some(t("2020-04-01T10:00:00Z"))),
+                // Young, being fulfilled, or a draft (no email typed yet): not forgotten.
+                lone(12, "wc-completed", Some(days_ago(30))),
+                lone(13, "wc-processing", Some(t("2020-04-01T10:00:00Z"))),
+                lone(14, "wc-checkout-draft", Some(days_ago(2))),
+            ],
+            ..Facts::default()
+        },
+    );
+    assert_eq!(
+        p.orders,
+        vec![
+            step(Rule::InactiveGuest, Action::MinimiseOrder, 10),
+            step(Rule::InactiveGuest, Action::AnonymiseOrder, 11),
+        ]
+    );
+    assert_eq!((p.subjects_forgotten, p.subjects_total), (2, 4));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let off = rules_at(now(), "[guests]\nenabled = false\n");
+    let p = orders_plan(&off, vec![lone(11, "wc-completed", Some(t("2020-04-01T10:00:00Z")))]);
+    assert!(p.orders.is_empty(), "{:?}", p.orders);
+}
+
+#[test]
+fn an_order_whose_creation_date_cannot_be_read_is_left_by_the_age_rules_with_a_warning() {
+    let undated = |f: OrderFacts| OrderFacts {
+        ip_present: true,
+        unreadable: UnreadableOrderDates {
+            created: true,
+            ..UnreadableOrderDates::default()
+        },
+        ..f
+    };
+    for f in [
+        undated(order(10, "wc-pending", None)),
+        undated(order(10, "wc-completed", None)),
+        undated(lone(10, "wc-completed", None)),
+    ] {
+        let p = orders_plan(&rules(), vec![f]);
+        assert!(p.orders.is_empty(), "{:?}", p.orders);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].starts_with("order 10: "), "{:?}", p.warnings);
+    }
+    // Its person's rule still reaches it: an orphan's undated invoice is minimised.
+    let p = orders_plan(&rules(), vec![orphan(undated(invoice(10, t("2018-01-01T10:00:00Z"))))]);
+    assert_eq!(p.orders, vec![step(Rule::AccountDeleted, Action::AnonymiseOrder, 10)]);
+}
+
+#[test]
+fn an_invoice_whose_paid_or_completed_date_cannot_be_read_is_kept_minimised() {
+    // Paid in 2018, so its retention ended at the end of 2025 (anonymised, see above);
+    // an unreadable paid date must not let the created date decide instead, nor an
+    // unreadable completed date (with no paid one) let the created date decide.
+    let unreadable_paid = orphan(OrderFacts {
+        paid: None,
+        unreadable: UnreadableOrderDates {
+            paid: true,
+            ..UnreadableOrderDates::default()
+        },
+        ..invoice(42, t("2018-04-01T10:00:00Z"))
+    });
+    let unreadable_completed = orphan(OrderFacts {
+        paid: None,
+        completed: None,
+        unreadable: UnreadableOrderDates {
+            completed: true,
+            ..UnreadableOrderDates::default()
+        },
+        ..invoice(43, t("2018-04-01T10:00:00Z"))
+    });
+    let p = orders_plan(&rules(), vec![unreadable_paid, unreadable_completed]);
+    assert_eq!(
+        p.orders,
+        vec![
+            step(Rule::AccountDeleted, Action::MinimiseOrder, 42),
+            step(Rule::AccountDeleted, Action::MinimiseOrder, 43),
+        ]
+    );
+    assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+    assert!(p.warnings[0].starts_with("order 42: ") && p.warnings[1].starts_with("order 43: "));
+    // A readable paid date decides whatever the later ones hold.
+    let readable_paid = orphan(OrderFacts {
+        unreadable: UnreadableOrderDates {
+            completed: true,
+            created: false,
+            paid: false,
+        },
+        ..invoice(44, t("2018-04-01T10:00:00Z"))
+    });
+    let p = orders_plan(&rules(), vec![readable_paid]);
+    assert_eq!(p.orders, vec![step(Rule::AccountDeleted, Action::AnonymiseOrder, 44)]);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 //!
 //! This module decides nothing: which entity gets which action is the plan's.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -75,12 +75,19 @@ impl Tx<'_> {
     }
 }
 
-/// Comment ids per customer, from [`Writer::reviews_of`].
+/// What the customer batches need to know about the whole plan, read once before them
+/// by [`Writer::reviews_of`]: comment ids per customer, and whose email is not theirs alone.
 #[derive(Default)]
 pub struct Reviews {
     by_user: std::collections::HashMap<u64, Vec<u64>>,
     /// The highest comment id when they were read.
     watermark: u64,
+    /// The plan's customers whose email an account outside the plan uses too (WordPress
+    /// does not enforce unique emails in the database): what is found by that email only
+    /// (reviews written logged out, privacy requests, guest analytics rows) may be the
+    /// other account's, and stays. Decided once for the whole plan, so batches committed
+    /// side by side cannot each wait for the other to take the email away.
+    shared_email: HashSet<u64>,
 }
 
 /// How much of an order a scrub removes.
@@ -191,7 +198,37 @@ impl Writer<'_> {
                 }
             }
         }
+        reviews.shared_email = self.shared_emails(conn, &wanted).await?;
         Ok(reviews)
+    }
+
+    /// Which of `wanted` share their email with an account that is not in `wanted`. The
+    /// accounts sharing one email are grouped by the database's own comparison (letter
+    /// case and all), named by the group's lowest id: no email leaves the server.
+    async fn shared_emails(&self, conn: &mut Conn, wanted: &HashSet<u64>) -> Result<HashSet<u64>, StoreError> {
+        let users = self.store.table("users");
+        let what = "finding accounts that share an email";
+        let started = Instant::now();
+        let rows: Vec<(Value, Value)> = conn
+            .query(format!(
+                "SELECT u.ID, d.first FROM {users} u JOIN (SELECT user_email, MIN(ID) AS first FROM {users} \
+                 WHERE user_email <> '' GROUP BY user_email HAVING COUNT(*) > 1) d ON d.user_email = u.user_email"
+            ))
+            .await
+            .map_err(StoreError::sql(what, self.store))?;
+        timed(what, rows.len() as u64, started);
+        let mut groups: HashMap<u64, Vec<u64>> = HashMap::new();
+        for (id, first) in rows {
+            if let (Some(id), Some(first)) = (u64_of(&id), u64_of(&first)) {
+                groups.entry(first).or_default().push(id);
+            }
+        }
+        Ok(groups
+            .into_values()
+            .filter(|ids| ids.iter().any(|id| !wanted.contains(id)))
+            .flatten()
+            .filter(|id| wanted.contains(id))
+            .collect())
     }
 
     /// One batch of customer steps (user ids ascending), atomically with its audit rows.
@@ -204,7 +241,12 @@ impl Writer<'_> {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin(conn).await?;
-        let emails = self.account_emails(&mut tx, steps).await?;
+        let own: Vec<u64> = steps
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| !reviews.shared_email.contains(id))
+            .collect();
+        let emails = self.account_emails(&mut tx, &own).await?;
         self.forget_emails(&mut tx, &emails).await?;
         for delete in [false, true] {
             let wanted = if delete {
@@ -375,6 +417,7 @@ impl Writer<'_> {
             .map(|s| s.id)
             .collect();
         let emails = self.order_emails(&mut tx, &forgotten).await?;
+        let emails = self.without_accounts(&mut tx, emails).await?;
         self.forget_emails(&mut tx, &emails).await?;
         for action in ORDER_ACTIONS {
             let ids: Vec<u64> = steps.iter().filter(|s| s.action == action).map(|s| s.id).collect();
@@ -506,7 +549,9 @@ impl Writer<'_> {
             )
             .await?;
             if !address_changes.is_empty() {
-                // One statement for both kinds: the index row names its address row.
+                // One statement for both kinds: the index row names its address row. An
+                // order without an address row of a kind gets that kind's empty index, as
+                // WooCommerce writes it: whatever the old index held goes.
                 let index = |kind: &str| {
                     let joined: Vec<String> = address_fields(kind).map(|f| format!("COALESCE(a.{f}, '')")).collect();
                     format!("CONCAT_WS(' ', {})", joined.join(", "))
@@ -514,9 +559,9 @@ impl Writer<'_> {
                 tx.run(
                     "rebuilding address indexes (HPOS)",
                     format!(
-                        "UPDATE {} m FORCE INDEX ({HPOS_META_INDEX}) JOIN {} a ON a.order_id = m.order_id \
+                        "UPDATE {} m FORCE INDEX ({HPOS_META_INDEX}) LEFT JOIN {} a ON a.order_id = m.order_id \
                          AND a.address_type = IF(m.meta_key = '_billing_address_index', 'billing', 'shipping') \
-                         SET m.meta_value = IF(a.address_type = 'billing', {}, {}) \
+                         SET m.meta_value = IF(m.meta_key = '_billing_address_index', {}, {}) \
                          WHERE m.order_id IN ({parents}) AND m.meta_key IN ({})",
                         tx.t("wc_orders_meta"),
                         tx.t("wc_order_addresses"),
@@ -600,7 +645,8 @@ impl Writer<'_> {
         }
         if !address_changes.is_empty() {
             // One pass over the orders' meta builds both indexes; an order without any
-            // field of a kind keeps that kind's index as it is.
+            // field of a kind (WooCommerce stores no row for an empty one) gets that kind's
+            // empty index, as in the HPOS table above.
             let mut columns = Vec::new();
             let mut sources = Vec::new();
             let mut cases = Vec::new();
@@ -609,20 +655,17 @@ impl Writer<'_> {
                 let joined: Vec<String> = address_fields(kind)
                     .map(|f| format!("MAX(IF(meta_key = '_{kind}_{f}', meta_value, ''))"))
                     .collect();
-                columns.push(format!(
-                    "CONCAT_WS(' ', {}) AS {kind}, MAX(meta_key IN ({})) AS has_{kind}",
-                    joined.join(", "),
-                    keys.join(", ")
-                ));
+                columns.push(format!("CONCAT_WS(' ', {}) AS {kind}", joined.join(", ")));
+                let empty = " ".repeat(keys.len() - 1);
                 cases.push(format!(
-                    "WHEN idx.meta_key = '_{kind}_address_index' AND src.has_{kind} THEN src.{kind}"
+                    "WHEN idx.meta_key = '_{kind}_address_index' THEN COALESCE(src.{kind}, '{empty}')"
                 ));
                 sources.extend(keys);
             }
             tx.run(
                 "rebuilding address indexes (posts)",
                 format!(
-                    "UPDATE {postmeta} idx FORCE INDEX (post_id) JOIN (SELECT post_id, {} FROM {postmeta} FORCE INDEX (post_id) \
+                    "UPDATE {postmeta} idx FORCE INDEX (post_id) LEFT JOIN (SELECT post_id, {} FROM {postmeta} FORCE INDEX (post_id) \
                      WHERE post_id IN ({parents}) AND meta_key IN ({}) GROUP BY post_id) src ON src.post_id = idx.post_id \
                      SET idx.meta_value = CASE {} ELSE idx.meta_value END \
                      WHERE idx.post_id IN ({parents}) AND idx.meta_key IN ({})",
@@ -682,11 +725,14 @@ impl Writer<'_> {
     }
 
     /// The accounts' emails, read before the accounts lose them.
-    async fn account_emails(&self, tx: &mut Tx<'_>, steps: &[Step]) -> Result<Vec<Value>, StoreError> {
+    async fn account_emails(&self, tx: &mut Tx<'_>, ids: &[u64]) -> Result<Vec<Value>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let sql = format!(
             "SELECT DISTINCT user_email FROM {} WHERE ID IN ({}) AND user_email <> ''",
             tx.t("users"),
-            id_list(steps.iter().map(|s| s.id))
+            id_list(ids.iter().copied())
         );
         tx.column("reading the accounts' emails", sql, vec![]).await
     }
@@ -712,6 +758,41 @@ impl Writer<'_> {
             )
         };
         tx.column("reading the orders' emails", sql, vec![]).await
+    }
+
+    /// The emails no account uses. Order batches run after the plan's accounts were
+    /// anonymised, so an account that still has an order's email is one the plan keeps
+    /// (another person with that email, or the same person's new account after the old
+    /// one was deleted): what is found by that email only is theirs too, and stays.
+    /// Emails go to the server as parameters, compared in the users table's collation.
+    async fn without_accounts(&self, tx: &mut Tx<'_>, emails: Vec<Value>) -> Result<Vec<Value>, StoreError> {
+        if emails.is_empty() {
+            return Ok(emails);
+        }
+        let users = tx.t("users");
+        let what = "looking for accounts with the orders' emails";
+        let taken = tx
+            .column(
+                what,
+                format!(
+                    "SELECT 1 FROM {users} FORCE INDEX (user_email) WHERE user_email IN ({}) LIMIT 1",
+                    placeholders(emails.len())
+                ),
+                emails.clone(),
+            )
+            .await?;
+        if taken.is_empty() {
+            return Ok(emails);
+        }
+        // Rare: one by one, so the server's comparison decides which.
+        let mut free = Vec::with_capacity(emails.len());
+        for email in emails {
+            let sql = format!("SELECT 1 FROM {users} FORCE INDEX (user_email) WHERE user_email = ? LIMIT 1");
+            if tx.column(what, sql, vec![email.clone()]).await?.is_empty() {
+                free.push(email);
+            }
+        }
+        Ok(free)
     }
 
     /// Reviews, privacy requests and guest analytics rows under the emails of forgotten
@@ -751,10 +832,14 @@ impl Writer<'_> {
                 ),
             ),
             (
+                // Guests' rows, and rows of accounts deleted without WooCommerce (the
+                // row still names a user that no longer exists).
                 "anonymising guest analytics rows under the emails",
                 format!(
-                    "SELECT customer_id FROM {} FORCE INDEX (email) WHERE user_id IS NULL AND email IN ({marks})",
-                    tx.t("wc_customer_lookup")
+                    "SELECT l.customer_id FROM {} l FORCE INDEX (email) WHERE l.email IN ({marks}) \
+                     AND (l.user_id IS NULL OR NOT EXISTS (SELECT 1 FROM {} u WHERE u.ID = l.user_id))",
+                    tx.t("wc_customer_lookup"),
+                    tx.t("users")
                 ),
                 format!(
                     "UPDATE {} SET username = '', first_name = {}, last_name = {}, email = '{}', postcode = {}, \

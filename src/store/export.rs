@@ -15,7 +15,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 
 use super::read::{ORDER_MARKER, USER_MARKER};
-use super::values::{bytes_of, email_of, i64_of, id_list, text_of, time_of, u64_of, unix_of};
+use super::values::{
+    bytes_of, datetime_of, email_of, i64_of, id_list, text_of, time_of, u64_of, unix_meta_of, unix_of,
+};
 use super::{Discovery, Layout, Store, StoreError};
 use crate::anonymise;
 use crate::config::Config;
@@ -27,7 +29,9 @@ use crate::export::{
 use crate::localtime::ShopZone;
 use crate::php;
 use crate::policy::due::{self, Act, DueRules, Forget, Stage};
-use crate::policy::{self, CustomerFacts, OrderActivity, OrderFacts, Processed, OPEN_STATUSES};
+use crate::policy::{
+    self, CustomerFacts, OrderActivity, OrderFacts, Processed, UnreadableDates, UnreadableOrderDates, OPEN_STATUSES,
+};
 
 /// What an export needs to know about the store and the policy beyond the person.
 pub struct Context<'a> {
@@ -159,6 +163,8 @@ struct OrderRow {
     updated: Option<DateTime<Utc>>,
     paid: Option<DateTime<Utc>>,
     completed: Option<DateTime<Utc>>,
+    /// Dates stored but unreadable, as the plan's reader tells them.
+    unreadable: UnreadableOrderDates,
     currency: String,
     totals: Totals,
     payment_method: String,
@@ -407,6 +413,7 @@ fn order_facts(o: &OrderRow, account: Option<u64>, person: &Forget) -> OrderFact
         created: o.created,
         paid: o.paid,
         completed: o.completed,
+        unreadable: o.unreadable,
         processed: match (o.anonymized, o.minimised) {
             (true, _) => Processed::Anonymised,
             (false, true) => Processed::Minimised,
@@ -423,6 +430,10 @@ fn activity<'o>(orders: impl Iterator<Item = &'o OrderRow>) -> OrderActivity {
     for o in orders {
         if o.status != "wc-checkout-draft" {
             a.last_order = a.last_order.max(o.created);
+            if o.unreadable.created {
+                a.undated += 1;
+                a.first_undated = Some(a.first_undated.map_or(o.id, |first| first.min(o.id)));
+            }
         }
         if OPEN_STATUSES.contains(&o.status.as_str()) {
             a.open += 1;
@@ -450,6 +461,16 @@ fn like_pattern(text: &str) -> String {
     }
     out.push('%');
     out
+}
+
+/// A serialized value inside a serialized string (WooCommerce's session parts), parsed
+/// from its bytes as stored: decoding them as text first would change the byte lengths
+/// PHP counted when they are not UTF-8.
+fn nested(v: &php::Value) -> Option<php::Value> {
+    match v {
+        php::Value::Str(bytes) => php::unserialize(bytes).ok(),
+        _ => None,
+    }
 }
 
 /// An array entry of a PHP value by key.
@@ -612,13 +633,14 @@ impl Collector<'_, '_> {
         let caps = format!("{}capabilities", self.store.prefix());
         let meta = |key: &str| a.meta.iter().find(|(k, _)| k == key).map(|(_, v)| v);
         let key = a.id.to_string();
+        let (wc_last_active, last_update) = (unix_meta_of(meta("wc_last_active")), unix_meta_of(meta("last_update")));
         let facts = CustomerFacts {
             user_id: a.id,
             email: a.email.trim().to_lowercase(),
             capabilities: meta(&caps).and_then(bytes_of),
             registered: a.registered,
-            wc_last_active: meta("wc_last_active").and_then(unix_of),
-            last_update: meta("last_update").and_then(unix_of),
+            wc_last_active: wc_last_active.time(),
+            last_update: last_update.time(),
             session_tokens: meta("session_tokens").and_then(bytes_of),
             session_expiry: sessions
                 .iter()
@@ -628,11 +650,26 @@ impl Collector<'_, '_> {
             orders,
             guest_orders,
             anonymised: meta(USER_MARKER).is_some(),
+            unreadable: UnreadableDates {
+                registered: a.registered.is_none(),
+                wc_last_active: wc_last_active.unreadable(),
+                last_update: last_update.unreadable(),
+            },
+            // Whether another account shares the email matters to the guest orders of a
+            // whole plan, not to one person's due dates.
+            email_shared: false,
         };
-        if due::last_activity(&facts).logins_unreadable {
+        // As the plan does: a date that cannot be read may be a later visit.
+        let unknown: Vec<String> = due::last_activity(&facts)
+            .unknown
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if !unknown.is_empty() {
             self.warn(format!(
-                "user {}: login sessions unreadable; left out of the last activity",
-                a.id
+                "user {}: {}; no date can be given for forgetting the account until it is repaired",
+                a.id,
+                unknown.join(", ")
             ));
         }
         facts
@@ -671,13 +708,15 @@ impl Collector<'_, '_> {
         let gone = self.due(&self.rules.deleted_with_person(person));
         for (key, value) in a.meta {
             let text = text_of(&value);
+            // Serialized values are parsed from the bytes as stored (see `nested`).
+            let raw = bytes_of(&value).unwrap_or_default();
             match key.as_str() {
                 "first_name" => out.first_name = text,
                 "last_name" => out.last_name = text,
                 "nickname" => out.nickname = text,
                 "description" => out.description = text,
                 "wc_last_active" | "last_update" | USER_MARKER => {}
-                "session_tokens" => match php::unserialize(text.as_bytes()) {
+                "session_tokens" => match php::unserialize(&raw) {
                     Ok(v) => {
                         for (login, expires, ip, ua) in logins(&v) {
                             out.logins.push(Login {
@@ -691,14 +730,14 @@ impl Collector<'_, '_> {
                     }
                     Err(_) => self.warn(format!("user {}: login sessions unreadable; left out", out.user_id)),
                 },
-                k if k == caps => match php::roles(text.as_bytes()) {
+                k if k == caps => match php::roles(&raw) {
                     Ok(roles) => out.roles = roles,
                     Err(_) => self.warn(format!("user {}: roles unreadable", out.user_id)),
                 },
                 k if extra.iter().any(|e| e == k) => {
                     out.extra_meta.insert(key, text);
                 }
-                k if k.starts_with("_woocommerce_persistent_cart") => match php::unserialize(text.as_bytes()) {
+                k if k.starts_with("_woocommerce_persistent_cart") => match php::unserialize(&raw) {
                     Ok(v) => out
                         .saved_cart
                         .extend(entry(&v, "cart").map(cart_items).unwrap_or_default()),
@@ -792,8 +831,13 @@ impl Collector<'_, '_> {
                     discount: export::amount(&text_of(&r[19])),
                     discount_tax: export::amount(&text_of(&r[20])),
                 };
-                o.paid = time_of(&r[15]);
-                o.completed = time_of(&r[16]);
+                let (paid, completed) = (datetime_of(&r[15]), datetime_of(&r[16]));
+                (o.paid, o.completed) = (paid.time(), completed.time());
+                o.unreadable = UnreadableOrderDates {
+                    created: o.created.is_none(),
+                    paid: paid.unreadable(),
+                    completed: completed.unreadable(),
+                };
                 Some(o)
             })
             .collect();
@@ -893,6 +937,7 @@ impl Collector<'_, '_> {
                 let mut o = new_order(u64_of(&r[0])?);
                 o.status = text_of(&r[1]);
                 o.created = time_of(&r[2]);
+                o.unreadable.created = o.created.is_none();
                 o.updated = time_of(&r[3]);
                 o.customer_note = text_of(&r[4]);
                 Some(o)
@@ -1144,11 +1189,7 @@ impl Collector<'_, '_> {
             let keyed = key.as_deref() == Some(session_key.as_str());
             let expiry = unix(i64_of(&r[3]));
             let parsed = php::unserialize(&bytes_of(&r[2]).unwrap_or_default()).ok();
-            let customer = parsed
-                .as_ref()
-                .and_then(|v| entry(v, "customer"))
-                .and_then(scalar)
-                .and_then(|s| php::unserialize(s.as_bytes()).ok());
+            let customer = parsed.as_ref().and_then(|v| entry(v, "customer")).and_then(nested);
             let mut fields = BTreeMap::new();
             if let Some(php::Value::Array(entries)) = &customer {
                 for (k, v) in entries {
@@ -1170,8 +1211,7 @@ impl Collector<'_, '_> {
             let cart = parsed
                 .as_ref()
                 .and_then(|v| entry(v, "cart"))
-                .and_then(scalar)
-                .and_then(|s| php::unserialize(s.as_bytes()).ok())
+                .and_then(nested)
                 .map(|c| cart_items(&c))
                 .unwrap_or_default();
             out.push((
@@ -1501,8 +1541,14 @@ fn legacy_prop(o: &mut OrderRow, key: &str, value: &Value, text: String) {
         "_transaction_id" => o.transaction_id = text,
         "_customer_ip_address" => o.ip = text,
         "_customer_user_agent" => o.user_agent = text,
-        "_date_paid" => o.paid = unix_of(value),
-        "_date_completed" => o.completed = unix_of(value),
+        "_date_paid" => {
+            let d = unix_meta_of(Some(value));
+            (o.paid, o.unreadable.paid) = (d.time(), d.unreadable());
+        }
+        "_date_completed" => {
+            let d = unix_meta_of(Some(value));
+            (o.completed, o.unreadable.completed) = (d.time(), d.unreadable());
+        }
         "_billing_email" => {
             o.email = text.trim().to_lowercase();
             o.billing.email = Some(text);

@@ -7,12 +7,14 @@ use std::collections::{HashMap, HashSet};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 
-use super::values::{bytes_of, email_of, i64_of, id_list, id_text_list, text_of, time_of, u64_of, unix_of};
+use super::values::{
+    bytes_of, datetime_of, email_of, i64_of, id_list, id_text_list, text_of, time_of, u64_of, unix_meta_of, unix_of,
+};
 use super::{Layout, Store, StoreError};
 use crate::anonymise;
 use crate::policy::{
     Account, CustomerFacts, DownloadFacts, GuestFacts, OrderActivity, OrderFacts, Processed, SessionFacts,
-    OPEN_STATUSES,
+    UnreadableDates, UnreadableOrderDates, OPEN_STATUSES,
 };
 
 /// Rows per read chunk.
@@ -91,9 +93,12 @@ impl Reader<'_> {
             let users = self
                 .rows(
                     "users",
+                    // Whether another account has the same email (WordPress's own index on it).
                     format!(
-                        "SELECT ID, user_email, user_registered FROM {} WHERE ID > ? ORDER BY ID LIMIT {CHUNK}",
-                        s.table("users")
+                        "SELECT u.ID, u.user_email, u.user_registered, u.user_email <> '' AND EXISTS(SELECT 1 \
+                         FROM {users} o WHERE o.user_email = u.user_email AND o.ID <> u.ID) \
+                         FROM {users} u WHERE u.ID > ? ORDER BY u.ID LIMIT {CHUNK}",
+                        users = s.table("users")
                     ),
                     vec![after.into()],
                 )
@@ -105,10 +110,18 @@ impl Reader<'_> {
             let mut facts: Vec<CustomerFacts> = users
                 .iter()
                 .filter_map(|r| {
+                    // NOT NULL: WordPress writes it when it creates the account; a zero
+                    // date (imports) cannot be read.
+                    let registered = time_of(&r[2]);
                     Some(CustomerFacts {
                         user_id: u64_of(&r[0])?,
                         email: email_of(&r[1]),
-                        registered: time_of(&r[2]),
+                        registered,
+                        email_shared: i64_of(&r[3]) == Some(1),
+                        unreadable: UnreadableDates {
+                            registered: registered.is_none(),
+                            ..UnreadableDates::default()
+                        },
                         ..CustomerFacts::default()
                     })
                 })
@@ -133,8 +146,14 @@ impl Reader<'_> {
                     continue;
                 };
                 match text_of(&r[1]).as_str() {
-                    "wc_last_active" => f.wc_last_active = unix_of(&r[2]),
-                    "last_update" => f.last_update = unix_of(&r[2]),
+                    "wc_last_active" => {
+                        let d = unix_meta_of(Some(&r[2]));
+                        (f.wc_last_active, f.unreadable.wc_last_active) = (d.time(), d.unreadable());
+                    }
+                    "last_update" => {
+                        let d = unix_meta_of(Some(&r[2]));
+                        (f.last_update, f.unreadable.last_update) = (d.time(), d.unreadable());
+                    }
                     "session_tokens" => f.session_tokens = bytes_of(&r[2]),
                     USER_MARKER => f.anonymised = true,
                     _ => f.capabilities = bytes_of(&r[2]),
@@ -164,10 +183,13 @@ impl Reader<'_> {
                     f.orders = activity_of(&r[1..]);
                 }
             }
-            let by_email: HashMap<String, usize> =
-                facts.iter().enumerate().map(|(i, f)| (f.email.clone(), i)).collect();
+            // Accounts sharing an email share its guest orders.
+            let mut by_email: HashMap<String, Vec<usize>> = HashMap::new();
+            for (i, f) in facts.iter().enumerate() {
+                by_email.entry(f.email.clone()).or_default().push(i);
+            }
             for r in self.guest_activity(by_email.keys()).await? {
-                if let Some(i) = by_email.get(&email_of(&r[0])) {
+                for i in by_email.get(&email_of(&r[0])).into_iter().flatten() {
                     facts[*i].guest_orders = activity_of(&r[1..]);
                 }
             }
@@ -188,7 +210,7 @@ impl Reader<'_> {
         let sql = if self.layout.read_hpos {
             format!(
                 "SELECT customer_id, {} FROM {} WHERE type = 'shop_order' AND customer_id IN ({ids}) GROUP BY customer_id",
-                activity_columns("status", "date_created_gmt"),
+                activity_columns("id", "status", "date_created_gmt"),
                 s.table("wc_orders")
             )
         } else {
@@ -197,7 +219,7 @@ impl Reader<'_> {
                 "SELECT c.meta_value, {} FROM {} c JOIN {} p ON p.ID = c.post_id \
                  WHERE c.meta_key = '_customer_user' AND c.meta_value IN ({}) AND p.post_type = 'shop_order' \
                  GROUP BY c.meta_value",
-                activity_columns("p.post_status", "p.post_date_gmt"),
+                activity_columns("p.ID", "p.post_status", "p.post_date_gmt"),
                 s.table("postmeta"),
                 s.table("posts"),
                 id_text_list(user_ids.iter().copied())
@@ -221,7 +243,7 @@ impl Reader<'_> {
             format!(
                 "SELECT LOWER(TRIM(billing_email)), {} FROM {} WHERE type = 'shop_order' \
                  AND (customer_id = 0 OR customer_id IS NULL) AND billing_email IN ({marks}) GROUP BY 1",
-                activity_columns("status", "date_created_gmt"),
+                activity_columns("id", "status", "date_created_gmt"),
                 s.table("wc_orders")
             )
         } else {
@@ -231,7 +253,7 @@ impl Reader<'_> {
                  JOIN {postmeta} c ON c.post_id = p.ID AND c.meta_key = '_customer_user' \
                  WHERE e.meta_key = '_billing_email' AND e.meta_value IN ({marks}) AND c.meta_value IN ('0', '') \
                  AND p.post_type = 'shop_order' GROUP BY 1",
-                activity_columns("p.post_status", "p.post_date_gmt"),
+                activity_columns("p.ID", "p.post_status", "p.post_date_gmt"),
                 s.table("posts"),
                 postmeta = s.table("postmeta"),
             )
@@ -247,7 +269,7 @@ impl Reader<'_> {
                 "SELECT LOWER(TRIM(billing_email)) AS email, {} FROM {} \
                  WHERE type = 'shop_order' AND (customer_id = 0 OR customer_id IS NULL) \
                  AND billing_email IS NOT NULL AND TRIM(billing_email) NOT IN ('', '{email}') GROUP BY 1",
-                activity_columns("status", "date_created_gmt"),
+                activity_columns("id", "status", "date_created_gmt"),
                 s.table("wc_orders"),
                 email = anonymise::EMAIL,
             )
@@ -258,14 +280,15 @@ impl Reader<'_> {
                  JOIN {postmeta} e ON e.post_id = p.ID AND e.meta_key = '_billing_email' \
                  WHERE p.post_type = 'shop_order' AND c.meta_value IN ('0', '') \
                  AND TRIM(e.meta_value) NOT IN ('', '{email}') GROUP BY 1",
-                activity_columns("p.post_status", "p.post_date_gmt"),
+                activity_columns("p.ID", "p.post_status", "p.post_date_gmt"),
                 posts = s.table("posts"),
                 postmeta = s.table("postmeta"),
                 email = anonymise::EMAIL,
             )
         };
+        let email = self.as_user_email("g.email").await?;
         let sql = format!(
-            "SELECT g.*, EXISTS(SELECT 1 FROM {} u WHERE u.user_email = g.email) FROM ({inner}) g",
+            "SELECT g.*, EXISTS(SELECT 1 FROM {} u WHERE u.user_email = {email}) FROM ({inner}) g",
             s.table("users")
         );
         let context = StoreError::sql("reading guest orders", s);
@@ -274,14 +297,40 @@ impl Reader<'_> {
         result
             .for_each(|row| {
                 let r = values(row);
+                let has_account = r.last().and_then(i64_of) == Some(1);
                 each(&GuestFacts {
                     email: email_of(&r[0]),
-                    orders: activity_of(&r[1..4]),
-                    has_account: i64_of(&r[4]) == Some(1),
+                    orders: activity_of(&r[1..]),
+                    has_account,
                 });
             })
             .await
             .map_err(context)
+    }
+
+    /// `expr`, a text from the order tables, in the character set and collation of
+    /// `users.user_email`, for comparing the two. Old shops keep WordPress's tables in the
+    /// collation of their day (`utf8mb4_unicode_ci`, latin1) while WooCommerce created the
+    /// HPOS tables later in today's (`utf8mb4_unicode_520_ci`), and the server refuses to
+    /// compare two Unicode collations (MySQL error 1267). `expr` as it is when the
+    /// column's collation cannot be read.
+    async fn as_user_email(&mut self, expr: &str) -> Result<String, StoreError> {
+        let rows = self
+            .rows(
+                "the collation of the users' emails",
+                "SELECT CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'user_email'"
+                    .to_owned(),
+                vec![format!("{}users", self.store.prefix()).into()],
+            )
+            .await?;
+        let name = |v: &Value| {
+            Some(text_of(v)).filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        };
+        Ok(match rows.first().map(|r| (name(&r[0]), name(&r[1]))) {
+            Some((Some(charset), Some(collation))) => format!("CONVERT({expr} USING {charset}) COLLATE {collation}"),
+            _ => expr.to_owned(),
+        })
     }
 
     /// Every order (`shop_order`), in order-id order, a chunk at a time.
@@ -328,15 +377,24 @@ impl Reader<'_> {
             .iter()
             .filter_map(|r| {
                 let email = email_of(&r[3]);
+                // Every order has a creation date: NULL or zero cannot be read. The paid
+                // and completed dates are NULL until then.
+                let created = time_of(&r[4]);
+                let (paid, completed) = (datetime_of(&r[5]), datetime_of(&r[6]));
                 Some(OrderFacts {
                     id: u64_of(&r[0])?,
                     status: text_of(&r[1]),
                     customer_id: u64_of(&r[2]).unwrap_or(0),
                     contact_present: is_contact(&email),
                     email,
-                    created: time_of(&r[4]),
-                    paid: time_of(&r[5]),
-                    completed: time_of(&r[6]),
+                    created,
+                    paid: paid.time(),
+                    completed: completed.time(),
+                    unreadable: UnreadableOrderDates {
+                        created: created.is_none(),
+                        paid: paid.unreadable(),
+                        completed: completed.unreadable(),
+                    },
                     ip_present: ip_present(&text_of(&r[7]), &text_of(&r[8])),
                     processed: processed(i64_of(&r[9]) == Some(1), i64_of(&r[10]) == Some(1)),
                     account: Account::Guest,
@@ -365,10 +423,16 @@ impl Reader<'_> {
         let mut facts: Vec<OrderFacts> = posts
             .iter()
             .filter_map(|r| {
+                // NOT NULL; a zero date cannot be read.
+                let created = time_of(&r[2]);
                 Some(OrderFacts {
                     id: u64_of(&r[0])?,
                     status: text_of(&r[1]),
-                    created: time_of(&r[2]),
+                    created,
+                    unreadable: UnreadableOrderDates {
+                        created: created.is_none(),
+                        ..UnreadableOrderDates::default()
+                    },
                     ..OrderFacts::default()
                 })
             })
@@ -400,8 +464,15 @@ impl Reader<'_> {
             match text_of(&r[1]).as_str() {
                 "_customer_user" => f.customer_id = u64_of(&r[2]).unwrap_or(0),
                 "_billing_email" => f.email = email_of(&r[2]),
-                "_date_paid" => f.paid = unix_of(&r[2]),
-                "_date_completed" => f.completed = unix_of(&r[2]),
+                // WooCommerce writes an empty value until the order is paid, completed.
+                "_date_paid" => {
+                    let d = unix_meta_of(Some(&r[2]));
+                    (f.paid, f.unreadable.paid) = (d.time(), d.unreadable());
+                }
+                "_date_completed" => {
+                    let d = unix_meta_of(Some(&r[2]));
+                    (f.completed, f.unreadable.completed) = (d.time(), d.unreadable());
+                }
                 "_customer_ip_address" => ip.entry(id).or_default().0 = text_of(&r[2]),
                 "_customer_user_agent" => ip.entry(id).or_default().1 = text_of(&r[2]),
                 "_anonymized" => markers.entry(id).or_default().0 = text_of(&r[2]) == "yes",
@@ -533,22 +604,32 @@ impl Reader<'_> {
     }
 }
 
-/// Aggregates over one subject's orders: newest non-draft, open ones, newest pending.
-fn activity_columns(status: &str, created: &str) -> String {
+/// Aggregates over one subject's orders: newest non-draft, open ones, newest pending, and
+/// the non-drafts whose creation date cannot be read (NULL, a zero date, or a zero month
+/// or day) with the lowest of their ids. MAX passes over NULLs and zero dates sort first,
+/// so the newest readable date wins; the undated ones are counted apart.
+fn activity_columns(id: &str, status: &str, created: &str) -> String {
     let open: Vec<String> = OPEN_STATUSES.iter().map(|s| format!("'{s}'")).collect();
+    let undated =
+        format!("{status} <> 'wc-checkout-draft' AND IFNULL(MONTH({created}) * DAYOFMONTH({created}), 0) = 0");
     format!(
         "MAX(IF({status} <> 'wc-checkout-draft', {created}, NULL)), \
          SUM({status} IN ({})), \
-         MAX(IF({status} = 'wc-pending', {created}, NULL))",
+         MAX(IF({status} = 'wc-pending', {created}, NULL)), \
+         SUM({undated}), MIN(IF({undated}, {id}, NULL))",
         open.join(", ")
     )
 }
 
+/// The columns of [`activity_columns`].
 fn activity_of(r: &[Value]) -> OrderActivity {
+    let undated = r.get(3).and_then(u64_of).unwrap_or(0);
     OrderActivity {
         last_order: time_of(&r[0]),
         open: u64_of(&r[1]).unwrap_or(0),
         last_pending: time_of(&r[2]),
+        undated,
+        first_undated: r.get(4).and_then(u64_of).filter(|_| undated > 0),
     }
 }
 

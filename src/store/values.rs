@@ -68,6 +68,55 @@ pub fn unix_of(v: &Value) -> Option<DateTime<Utc>> {
         .and_then(|t| DateTime::from_timestamp(t, 0))
 }
 
+/// A date that may be missing, readable, or stored but unreadable: the policy treats the
+/// last as unknown, never as old or as absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dated {
+    /// No value: NULL, no meta row, or an empty meta value.
+    Absent,
+    At(DateTime<Utc>),
+    /// A zero date, or text that is not a positive unix time.
+    Unreadable,
+}
+
+impl Dated {
+    pub fn time(self) -> Option<DateTime<Utc>> {
+        match self {
+            Dated::At(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn unreadable(self) -> bool {
+        self == Dated::Unreadable
+    }
+}
+
+/// A nullable DATETIME column: NULL is absent, a zero date unreadable.
+pub fn datetime_of(v: &Value) -> Dated {
+    match (v, time_of(v)) {
+        (Value::NULL, _) => Dated::Absent,
+        (_, Some(t)) => Dated::At(t),
+        (_, None) => Dated::Unreadable,
+    }
+}
+
+/// A unix time in a meta value: no row (`None`) or an empty value is absent; a value that
+/// is not a positive unix time (garbage, `0`, bytes that are not text) is unreadable.
+pub fn unix_meta_of(v: Option<&Value>) -> Dated {
+    let Some(v) = v else { return Dated::Absent };
+    let empty = match v {
+        Value::NULL => true,
+        Value::Bytes(b) => b.iter().all(u8::is_ascii_whitespace),
+        _ => false,
+    };
+    match unix_of(v) {
+        Some(t) => Dated::At(t),
+        None if empty => Dated::Absent,
+        None => Dated::Unreadable,
+    }
+}
+
 /// `a, b, c` for an `IN (…)` of ids (numbers only, so safe to inline).
 pub fn id_list(ids: impl IntoIterator<Item = u64>) -> String {
     let mut out = String::new();
@@ -118,5 +167,31 @@ mod tests {
         assert_eq!(email_of(&Value::Bytes(b" Jan@Example.NL ".to_vec())), "jan@example.nl");
         assert_eq!(id_list([1, 2]), "1,2");
         assert_eq!(id_text_list([1, 2]), "'1','2'");
+    }
+
+    #[test]
+    fn absent_dates_are_told_from_unreadable_ones() {
+        assert_eq!(datetime_of(&Value::NULL), Dated::Absent);
+        assert_eq!(datetime_of(&Value::Date(0, 0, 0, 0, 0, 0, 0)), Dated::Unreadable);
+        assert_eq!(datetime_of(&Value::Date(2020, 0, 15, 0, 0, 0, 0)), Dated::Unreadable);
+        assert_eq!(
+            datetime_of(&Value::Date(2020, 2, 29, 23, 30, 0, 0))
+                .time()
+                .map(|t| t.timestamp()),
+            Some(1_583_019_000)
+        );
+        assert_eq!(unix_meta_of(None), Dated::Absent);
+        assert_eq!(unix_meta_of(Some(&Value::Bytes(b"".to_vec()))), Dated::Absent);
+        assert_eq!(unix_meta_of(Some(&Value::Bytes(b" ".to_vec()))), Dated::Absent);
+        assert_eq!(unix_meta_of(Some(&Value::NULL)), Dated::Absent);
+        for bad in [&b"soon"[..], b"0", b"-5", b"2024-01-01", b"\xe9", b"1e9"] {
+            assert!(unix_meta_of(Some(&Value::Bytes(bad.to_vec()))).unreadable(), "{bad:?}");
+        }
+        assert_eq!(
+            unix_meta_of(Some(&Value::Bytes(b"1700000000".to_vec())))
+                .time()
+                .map(|t| t.timestamp()),
+            Some(1_700_000_000)
+        );
     }
 }
