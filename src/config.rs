@@ -114,10 +114,10 @@ pub struct Database {
     pub tls: TlsMode,
     /// PEM file of the CA that signed the server's certificate, for `tls = "verify_ca"`.
     pub ca_file: Option<PathBuf>,
-    /// Most connections the service opens at once.
+    /// Most connections the service opens at once (1 to 100).
     #[serde(default = "default_pool_max")]
     pub pool_max: usize,
-    /// Seconds to wait for a connection before giving up.
+    /// Seconds to wait for a connection before giving up (1 to 600).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
 }

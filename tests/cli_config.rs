@@ -428,6 +428,10 @@ fn bad_configs_exit_2_naming_the_key_and_the_value() {
             run.stderr
         );
     }
+    println!(
+        "hardening: malformed configs: {} refused with exit 2 and their message, no panic",
+        BAD_CONFIGS.len()
+    );
 }
 
 #[test]
@@ -446,6 +450,10 @@ fn bad_flags_exit_2_naming_the_flag_and_the_value() {
         let run = wc_retention(&all, &[]);
         assert_refused(&run, &format!("{args:?}"), &want.replace("{dir}", scratch));
     }
+    println!(
+        "hardening: bad flags: {} refused with exit 2 and their message, no panic",
+        BAD_FLAGS.len()
+    );
     let run = wc_retention(&["--help"], &[]);
     assert_eq!(run.code, 0);
     assert!(run.stdout.contains("Exit codes:"), "{}", run.stdout);

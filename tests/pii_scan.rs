@@ -93,7 +93,7 @@ fn the_suites_output_holds_no_personal_data() {
     );
     let hits = scan(&values, &texts);
     println!(
-        "personal-data scan: {lines} lines of output from {} test processes, {} values of {} people in {} stores: {} hits",
+        "hardening: personal-data scan: {lines} lines of output from {} test processes, {} values of {} people in {} stores: {} hits",
         texts.len(),
         values.len(),
         values.iter().map(|(seed, s, _)| (seed, s)).collect::<BTreeSet<_>>().len(),
