@@ -404,8 +404,7 @@ impl DueRules {
     /// email) for guest orders. Stages come in date order; each is stronger than the ones
     /// before it (an anonymised order needs no IP removal afterwards).
     pub fn order(&self, o: &OrderFacts, forget: &Forget) -> Vec<Stage> {
-        if forget.untouchable() {
-            let Forget::Never(why) = forget else { unreachable!() };
+        if let (true, Forget::Never(why)) = (forget.untouchable(), forget) {
             return vec![Stage::keep(why)];
         }
         if o.contact_present && self.protected_emails.contains(&o.email) {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Transaction, Value};
 
-use super::values::{text_of, time_of, u64_of};
+use super::values::{row_values, text_of, time_of, u64_of};
 use super::{Store, StoreError};
 use crate::audit::{chain_hash, Record, RunHistory, Verification, GENESIS};
 use crate::plan::Step;
@@ -94,7 +94,7 @@ pub async fn verify(store: &Store) -> Result<Verification, StoreError> {
             });
         }
         for row in chunk {
-            let v: Vec<Value> = row.unwrap();
+            let v = row_values(row);
             let id = u64_of(&v[0]).unwrap_or(0);
             after = id;
             rows += 1;

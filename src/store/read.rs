@@ -8,7 +8,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 
 use super::values::{
-    bytes_of, datetime_of, email_of, i64_of, id_list, id_text_list, text_of, time_of, u64_of, unix_meta_of, unix_of,
+    bytes_of, datetime_of, email_of, i64_of, id_list, id_text_list, row_values, text_of, time_of, u64_of, unix_meta_of,
+    unix_of,
 };
 use super::{Layout, Store, StoreError};
 use crate::anonymise;
@@ -25,10 +26,6 @@ pub const USER_MARKER: &str = "_wc_retention_anonymised";
 /// The service's marker on a minimised order (order meta; value: unix time). A fully
 /// anonymised order carries WooCommerce's own `_anonymized = yes`.
 pub const ORDER_MARKER: &str = "_wc_retention_minimised";
-
-fn values(row: Row) -> Vec<Value> {
-    row.unwrap()
-}
 
 /// The user ids the customer pass saw, ascending (8 bytes an account).
 #[derive(Default)]
@@ -61,7 +58,7 @@ impl Reader<'_> {
             .await
             .map_err(StoreError::sql(format!("reading {what}"), self.store))?;
         super::timed(what, rows.len() as u64, started);
-        Ok(rows.into_iter().map(values).collect())
+        Ok(rows.into_iter().map(row_values).collect())
     }
 
     /// The newest order (highest id) and its status with the `wc-` prefix, as WooCommerce
@@ -296,7 +293,7 @@ impl Reader<'_> {
         let context = StoreError::sql("reading guest orders", s);
         result
             .for_each(|row| {
-                let r = values(row);
+                let r = row_values(row);
                 let has_account = r.last().and_then(i64_of) == Some(1);
                 each(&GuestFacts {
                     email: email_of(&r[0]),

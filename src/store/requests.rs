@@ -7,7 +7,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 use serde::Serialize;
 
-use super::values::{email_of, text_of, time_of, u64_of};
+use super::values::{email_of, row_values, text_of, time_of, u64_of};
 use super::{Store, StoreError};
 
 /// One row of the register, as `requests list` shows it.
@@ -30,7 +30,7 @@ const COLUMNS: &str =
     "id, kind, status, subject_hash, received_at, deadline_at, completed_at, wp_request_id, extension_reason";
 
 fn entry(row: Row) -> Option<Entry> {
-    let v: Vec<Value> = row.unwrap();
+    let v = row_values(row);
     Some(Entry {
         id: u64_of(&v[0])?,
         kind: text_of(&v[1]),
@@ -221,7 +221,7 @@ pub async fn wp_requests(store: &Store) -> Result<Vec<WpRequest>, StoreError> {
     Ok(rows
         .into_iter()
         .filter_map(|row| {
-            let v: Vec<Value> = row.unwrap();
+            let v = row_values(row);
             Some(WpRequest {
                 id: u64_of(&v[0])?,
                 kind: if text_of(&v[1]) == "remove_personal_data" {

@@ -3,7 +3,12 @@
 //! panics on a value; an unreadable value is `None`.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use mysql_async::Value;
+use mysql_async::{Row, Value};
+
+/// A row's values as read (`Row::unwrap` would panic on a value taken before).
+pub fn row_values(row: Row) -> Vec<Value> {
+    row.unwrap_raw().into_iter().map(|v| v.unwrap_or(Value::NULL)).collect()
+}
 
 pub fn u64_of(v: &Value) -> Option<u64> {
     match v {
