@@ -1507,8 +1507,14 @@ async fn nothing_twice(shop: &Shop) -> Vec<String> {
     .collect()
 }
 
-/// The rerun finishes the work, the plan is empty and the chain verifies.
-async fn rerun_finishes(shop: &Shop, what: &str) {
+/// The rerun finishes the work: the plan is empty, the chain verifies, and every entity
+/// is untouched or fully processed.
+async fn rerun_finishes(
+    shop: &Shop,
+    orders_before: &BTreeMap<u64, OrderState>,
+    customers_before: &BTreeMap<u64, CustomerState>,
+    what: &str,
+) {
     shop.apply();
     assert_eq!(
         shop.plan_lines(),
@@ -1522,6 +1528,12 @@ async fn rerun_finishes(shop: &Shop, what: &str) {
         twice.is_empty(),
         "{what}: {}",
         report("entities processed twice", &twice)
+    );
+    let problems = no_half_processed_entities(shop, orders_before, customers_before).await;
+    assert!(
+        problems.is_empty(),
+        "{}",
+        report(&format!("{what}, after the rerun"), &problems)
     );
 }
 
@@ -1553,9 +1565,7 @@ async fn sigterm_stops_after_a_whole_batch_and_a_rerun_finishes() {
 
     let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
     assert!(problems.is_empty(), "{}", report("after SIGTERM", &problems));
-    rerun_finishes(&shop, "after SIGTERM").await;
-    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
-    assert!(problems.is_empty(), "{}", report("after the rerun", &problems));
+    rerun_finishes(&shop, &orders_before, &customers_before, "after SIGTERM").await;
     shop.drop().await;
 }
 
@@ -1590,9 +1600,7 @@ async fn sigkill_at_any_moment_leaves_whole_entities_and_a_rerun_finishes() {
         "{}",
         report(&format!("after SIGKILL at {} ms", delay.as_millis()), &problems)
     );
-    rerun_finishes(&shop, "after SIGKILL").await;
-    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
-    assert!(problems.is_empty(), "{}", report("after the rerun", &problems));
+    rerun_finishes(&shop, &orders_before, &customers_before, "after SIGKILL").await;
     shop.drop().await;
 }
 
@@ -1678,13 +1686,13 @@ async fn crash_matrix_sigkill_at_spread_points() {
                 report(&format!("kill {k} at statement {target} ({moment:?})"), &problems)
             );
         }
-        rerun_finishes(&shop, &format!("kill {k} at statement {target}")).await;
-        let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
-        assert!(
-            problems.is_empty(),
-            "{}",
-            report(&format!("after the rerun of kill {k}"), &problems)
-        );
+        rerun_finishes(
+            &shop,
+            &orders_before,
+            &customers_before,
+            &format!("kill {k} at statement {target}"),
+        )
+        .await;
         reruns += 1;
     }
     println!(
@@ -1794,9 +1802,7 @@ async fn a_database_crash_mid_apply_ends_in_an_error_and_a_rerun_finishes() {
     server.resume().await;
     let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
     assert!(problems.is_empty(), "{}", report("after the crash", &problems));
-    rerun_finishes(&shop, "after the server came back").await;
-    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
-    assert!(problems.is_empty(), "{}", report("after the rerun", &problems));
+    rerun_finishes(&shop, &orders_before, &customers_before, "after the server came back").await;
     println!("hardening: database fault: server killed mid-apply: exit 3 naming the server, 0 half-processed, rerun completed");
     shop.drop().await;
 }
@@ -1879,9 +1885,7 @@ async fn a_row_locked_by_the_shop_times_out_the_batch_whole_and_a_rerun_finishes
         ))
         .await;
     assert!(audited.is_empty(), "the held customer was processed");
-    rerun_finishes(&shop, "after the row was released").await;
-    let problems = no_half_processed_entities(&shop, &orders_before, &customers_before).await;
-    assert!(problems.is_empty(), "{}", report("after the rerun", &problems));
+    rerun_finishes(&shop, &orders_before, &customers_before, "after the row was released").await;
     println!("hardening: database fault: lock wait timeout: batch rolled back whole, exit 1 naming error 1205, 0 half-processed, rerun completed");
     shop.drop().await;
 }
