@@ -1541,14 +1541,8 @@ fn legacy_prop(o: &mut OrderRow, key: &str, value: &Value, text: String) {
         "_transaction_id" => o.transaction_id = text,
         "_customer_ip_address" => o.ip = text,
         "_customer_user_agent" => o.user_agent = text,
-        "_date_paid" => {
-            let d = unix_meta_of(Some(value));
-            (o.paid, o.unreadable.paid) = (d.time(), d.unreadable());
-        }
-        "_date_completed" => {
-            let d = unix_meta_of(Some(value));
-            (o.completed, o.unreadable.completed) = (d.time(), d.unreadable());
-        }
+        "_date_paid" => (o.paid, o.unreadable.paid) = unix_meta_of(Some(value)).parts(),
+        "_date_completed" => (o.completed, o.unreadable.completed) = unix_meta_of(Some(value)).parts(),
         "_billing_email" => {
             o.email = text.trim().to_lowercase();
             o.billing.email = Some(text);

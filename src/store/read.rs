@@ -144,13 +144,9 @@ impl Reader<'_> {
                 };
                 match text_of(&r[1]).as_str() {
                     "wc_last_active" => {
-                        let d = unix_meta_of(Some(&r[2]));
-                        (f.wc_last_active, f.unreadable.wc_last_active) = (d.time(), d.unreadable());
+                        (f.wc_last_active, f.unreadable.wc_last_active) = unix_meta_of(Some(&r[2])).parts()
                     }
-                    "last_update" => {
-                        let d = unix_meta_of(Some(&r[2]));
-                        (f.last_update, f.unreadable.last_update) = (d.time(), d.unreadable());
-                    }
+                    "last_update" => (f.last_update, f.unreadable.last_update) = unix_meta_of(Some(&r[2])).parts(),
                     "session_tokens" => f.session_tokens = bytes_of(&r[2]),
                     USER_MARKER => f.anonymised = true,
                     _ => f.capabilities = bytes_of(&r[2]),
@@ -462,14 +458,8 @@ impl Reader<'_> {
                 "_customer_user" => f.customer_id = u64_of(&r[2]).unwrap_or(0),
                 "_billing_email" => f.email = email_of(&r[2]),
                 // WooCommerce writes an empty value until the order is paid, completed.
-                "_date_paid" => {
-                    let d = unix_meta_of(Some(&r[2]));
-                    (f.paid, f.unreadable.paid) = (d.time(), d.unreadable());
-                }
-                "_date_completed" => {
-                    let d = unix_meta_of(Some(&r[2]));
-                    (f.completed, f.unreadable.completed) = (d.time(), d.unreadable());
-                }
+                "_date_paid" => (f.paid, f.unreadable.paid) = unix_meta_of(Some(&r[2])).parts(),
+                "_date_completed" => (f.completed, f.unreadable.completed) = unix_meta_of(Some(&r[2])).parts(),
                 "_customer_ip_address" => ip.entry(id).or_default().0 = text_of(&r[2]),
                 "_customer_user_agent" => ip.entry(id).or_default().1 = text_of(&r[2]),
                 "_anonymized" => markers.entry(id).or_default().0 = text_of(&r[2]) == "yes",

@@ -95,6 +95,12 @@ impl Dated {
     pub fn unreadable(self) -> bool {
         self == Dated::Unreadable
     }
+
+    /// The date when readable, and whether it is stored but unreadable: the two facts the
+    /// policy keeps for each date.
+    pub fn parts(self) -> (Option<DateTime<Utc>>, bool) {
+        (self.time(), self.unreadable())
+    }
 }
 
 /// A nullable DATETIME column: NULL is absent, a zero date unreadable.
