@@ -824,6 +824,17 @@ fn describe(e: figment::Error, text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A problem line for `key` when `value` is outside `range`.
+fn within(problems: &mut Vec<String>, key: &str, value: u64, range: std::ops::RangeInclusive<u64>) {
+    if !range.contains(&value) {
+        problems.push(format!(
+            "  {key}: {value} is out of range ({} to {})",
+            range.start(),
+            range.end()
+        ));
+    }
+}
+
 /// What serde's name for an expected type means to someone editing a TOML file.
 fn plain_type(expected: &str) -> String {
     match expected {
@@ -920,18 +931,13 @@ impl Loaded {
             )),
             Ok(_) => {}
         }
-        if !(1..=100).contains(&db.pool_max) {
-            problems.push(format!(
-                "  database.pool_max: {} is out of range (1 to 100)",
-                db.pool_max
-            ));
-        }
-        if !(1..=600).contains(&db.connect_timeout_secs) {
-            problems.push(format!(
-                "  database.connect_timeout_secs: {} is out of range (1 to 600)",
-                db.connect_timeout_secs
-            ));
-        }
+        within(&mut problems, "database.pool_max", db.pool_max as u64, 1..=100);
+        within(
+            &mut problems,
+            "database.connect_timeout_secs",
+            db.connect_timeout_secs,
+            1..=600,
+        );
         if let Some(level) = &c.log.level {
             if let Err(e) = crate::telemetry::check_filter(level) {
                 problems.push(format!("  log.level: {e}"));
@@ -1042,15 +1048,8 @@ impl Loaded {
             if let Err(problem) = check_rest_url(&rest.url, rest.allow_insecure_http, &mut warnings) {
                 problems.push(format!("  rest.url: {problem}"));
             }
-            if rest.timeout_secs == 0 || rest.timeout_secs > 600 {
-                problems.push(format!(
-                    "  rest.timeout_secs: {} is out of range (1 to 600)",
-                    rest.timeout_secs
-                ));
-            }
-            if rest.retries > 10 {
-                problems.push(format!("  rest.retries: {} is out of range (0 to 10)", rest.retries));
-            }
+            within(&mut problems, "rest.timeout_secs", rest.timeout_secs, 1..=600);
+            within(&mut problems, "rest.retries", u64::from(rest.retries), 0..=10);
             if rest.verify_sample > 100 {
                 problems.push(format!(
                     "  rest.verify_sample: {} is out of range (0 to 100 customers and as many orders)",
@@ -1066,12 +1065,12 @@ impl Loaded {
         if c.apply.post_run_command.first().is_some_and(|p| p.trim().is_empty()) {
             problems.push("  apply.post_run_command: the first element must name a program".to_owned());
         }
-        if !(1..=600).contains(&c.apply.post_run_timeout_secs) {
-            problems.push(format!(
-                "  apply.post_run_timeout_secs: {} is out of range (1 to 600)",
-                c.apply.post_run_timeout_secs
-            ));
-        }
+        within(
+            &mut problems,
+            "apply.post_run_timeout_secs",
+            c.apply.post_run_timeout_secs,
+            1..=600,
+        );
 
         let mut resolve =
             |key: &str, inline: &mut Option<Secret>, file: &Option<PathBuf>| match (inline.is_some(), file) {
