@@ -114,7 +114,8 @@ pub struct Database {
     pub tls: TlsMode,
     /// PEM file of the CA that signed the server's certificate, for `tls = "verify_ca"`.
     pub ca_file: Option<PathBuf>,
-    /// Most connections the service opens at once (1 to 100).
+    /// Most connections the service opens at once (2 to 100): a run holds its lock on one
+    /// and reads its plan on that one and one more.
     #[serde(default = "default_pool_max")]
     pub pool_max: usize,
     /// Seconds to wait for a connection before giving up (1 to 600).
@@ -931,7 +932,7 @@ impl Loaded {
             )),
             Ok(_) => {}
         }
-        within(&mut problems, "database.pool_max", db.pool_max as u64, 1..=100);
+        within(&mut problems, "database.pool_max", db.pool_max as u64, 2..=100);
         within(
             &mut problems,
             "database.connect_timeout_secs",

@@ -44,14 +44,18 @@ pub struct Planned {
 
 /// Reads the store and decides. Changes nothing.
 pub async fn plan(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Planned, EngineError> {
-    plan_for(store, config, now, None).await
+    let mut conn = store.conn().await?;
+    plan_for(store, config, now, None, &mut conn).await
 }
 
+/// A plan read on `conn` and on one more connection of the pool: a run reads on the
+/// connection that holds its lock, so that it needs no more connections than it writes with.
 async fn plan_for(
     store: &Store,
     config: &Config,
     now: DateTime<Utc>,
     erasure: Option<Erasure>,
+    conn: &mut Conn,
 ) -> Result<Planned, EngineError> {
     let started = Instant::now();
     let d = discover(store).await?;
@@ -61,12 +65,7 @@ async fn plan_for(
     }
     let layout = Layout::of(d.order_storage);
     let zone = d.zone();
-    let mut conn = store.conn().await?;
-    let mut reader = Reader {
-        store,
-        layout,
-        conn: &mut conn,
-    };
+    let mut reader = Reader { store, layout, conn };
     // Before the first `migrate` there is no register, so nothing is restricted yet.
     let hashes = if d.own_schema_version.is_some() {
         reader.restricted().await?
@@ -84,7 +83,9 @@ async fn plan_for(
         passes_ms[pass] = lap.elapsed().as_millis() as u64;
         lap = Instant::now();
     };
-    let accounts = reader.customers(|f| planner.customer(f)).await?;
+    let mut side = store.conn().await?;
+    let accounts = reader.customers(&mut side, |f| planner.customer(f)).await?;
+    drop(side);
     mark(0);
     reader.guests(|f| planner.guest(f)).await?;
     mark(1);
@@ -94,7 +95,6 @@ async fn plan_for(
     mark(3);
     reader.downloads(|f| planner.download(f)).await?;
     mark(4);
-    drop(conn);
     let plan = planner.finish();
     for w in &plan.warnings {
         tracing::warn!(warning = %w, "entity skipped or judged with missing data");
@@ -184,7 +184,7 @@ async fn run_locked(
     // Planning only reads, so a stop cuts it short rather than waiting for it.
     let Some(planned) = unless_stopped(
         control.stop,
-        plan_for(store, config, request.now, request.erasure.clone()),
+        plan_for(store, config, request.now, request.erasure.clone(), lock.conn()),
     )
     .await
     else {

@@ -67,7 +67,7 @@ const BAD_CONFIGS: &[(Input, &str)] = &[
         Toml("[database]\npool_max = -4\n"),
         "database.pool_max: invalid value: found signed int `-4`, expected a whole number, 0 or more",
     ),
-    (Toml("[database]\npool_max = 0\n"), "database.pool_max: 0 is out of range (1 to 100)"),
+    (Toml("[database]\npool_max = 1\n"), "database.pool_max: 1 is out of range (2 to 100)"),
     (
         Toml("[database]\npool_max = 99999999999999999999\n"),
         "database.pool_max: TOML parse error at line 3, column 12: number too large to fit in target type",

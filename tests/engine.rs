@@ -87,9 +87,14 @@ impl Shop {
 
     /// Runs the binary with this shop's config; whatever it prints must not name anyone.
     fn cli(&self, args: &[&str]) -> Run {
+        self.cli_with(args, &[])
+    }
+
+    /// [`Self::cli`] with settings from the environment.
+    fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut all = vec!["--config", self.cfg.as_str()];
         all.extend_from_slice(args);
-        let run = wc_retention(&all, &[]);
+        let run = wc_retention(&all, env);
         assert_no_personal_data(&self.spec, &run, &args.join(" "));
         run
     }
@@ -1276,6 +1281,28 @@ async fn a_second_apply_changes_nothing_and_the_audit_chain_verifies() {
             "{mode}: {}",
             verify.stdout
         );
+        shop.finish().await;
+    }
+}
+
+/// The smallest pool the config accepts is enough for a whole run: the lock's connection,
+/// which also reads the plan, and one more. A run that asked for a third would wait for
+/// it until the connect timeout and fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_needs_no_more_than_two_connections() {
+    let smallest = [
+        ("WC_RETENTION__DATABASE__POOL_MAX", "2"),
+        ("WC_RETENTION__DATABASE__CONNECT_TIMEOUT_SECS", "2"),
+        ("WC_RETENTION__APPLY__WORKERS", "1"),
+    ];
+    for mode in Mode::ALL {
+        let shop = Shop::new("two_connections", mode).await;
+        let run = shop.cli_with(&["apply", "--now", NOW], &smallest);
+        assert_eq!(run.code, 0, "{mode}: {}", run.all_output());
+        assert!(run.stdout.contains("anonymise_customer"), "{mode}:\n{}", run.stdout);
+        assert!(run.stdout.contains("steps applied"), "{mode}:\n{}", run.stdout);
+        let again = shop.cli_with(&["apply", "--now", NOW], &smallest);
+        assert!(again.stdout.contains("nothing to do"), "{mode}: {}", again.all_output());
         shop.finish().await;
     }
 }

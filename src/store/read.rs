@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row, Value};
+use mysql_async::{BinaryProtocol, Conn, QueryResult, Row, Value};
 
 use super::values::{
     bytes_of, datetime_of, email_of, i64_of, id_list, id_text_list, row_values, text_of, time_of, u64_of, unix_meta_of,
@@ -42,23 +42,32 @@ impl Accounts {
     }
 }
 
-/// Reads facts for one store with one connection.
+/// Reads facts for one store with one connection (the customer pass takes a second).
 pub struct Reader<'a> {
     pub store: &'a Store,
     pub layout: Layout,
     pub conn: &'a mut Conn,
 }
 
+async fn rows(
+    store: &Store,
+    conn: &mut Conn,
+    what: &str,
+    sql: String,
+    params: Vec<Value>,
+) -> Result<Vec<Vec<Value>>, StoreError> {
+    let started = std::time::Instant::now();
+    let rows: Vec<Row> = conn
+        .exec(sql, params)
+        .await
+        .map_err(StoreError::sql(format!("reading {what}"), store))?;
+    super::timed(what, rows.len() as u64, started);
+    Ok(rows.into_iter().map(row_values).collect())
+}
+
 impl Reader<'_> {
     async fn rows(&mut self, what: &str, sql: String, params: Vec<Value>) -> Result<Vec<Vec<Value>>, StoreError> {
-        let started = std::time::Instant::now();
-        let rows: Vec<Row> = self
-            .conn
-            .exec(sql, params)
-            .await
-            .map_err(StoreError::sql(format!("reading {what}"), self.store))?;
-        super::timed(what, rows.len() as u64, started);
-        Ok(rows.into_iter().map(row_values).collect())
+        rows(self.store, self.conn, what, sql, params).await
     }
 
     /// The newest order (highest id) and its status with the `wc-` prefix, as WooCommerce
@@ -80,113 +89,23 @@ impl Reader<'_> {
     }
 
     /// Every user, in user-id order, a chunk at a time, with what the customer rule needs;
-    /// returns the accounts seen, for [`Self::orders`].
-    pub async fn customers(&mut self, mut each: impl FnMut(&CustomerFacts)) -> Result<Accounts, StoreError> {
-        let s = self.store;
-        let caps_key = format!("{}capabilities", s.prefix());
-        let mut after = 0u64;
+    /// returns the accounts seen, for [`Self::orders`]. The profile meta and the account
+    /// orders come from one statement on `side`, read alongside the chunks.
+    pub async fn customers(
+        &mut self,
+        side: &mut Conn,
+        mut each: impl FnMut(&CustomerFacts),
+    ) -> Result<Accounts, StoreError> {
         let mut accounts = Accounts::default();
-        loop {
-            let users = self
-                .rows(
-                    "users",
-                    // Whether another account has the same email (WordPress's own index on it).
-                    format!(
-                        "SELECT u.ID, u.user_email, u.user_registered, u.user_email <> '' AND EXISTS(SELECT 1 \
-                         FROM {users} o WHERE o.user_email = u.user_email AND o.ID <> u.ID) \
-                         FROM {users} u WHERE u.ID > ? ORDER BY u.ID LIMIT {CHUNK}",
-                        users = s.table("users")
-                    ),
-                    vec![after.into()],
-                )
-                .await?;
-            let Some(last) = users.last().and_then(|r| u64_of(&r[0])) else {
-                return Ok(accounts);
-            };
-            after = last;
-            let mut facts: Vec<CustomerFacts> = users
-                .iter()
-                .filter_map(|r| {
-                    // NOT NULL: WordPress writes it when it creates the account; a zero
-                    // date (imports) cannot be read.
-                    let registered = time_of(&r[2]);
-                    Some(CustomerFacts {
-                        user_id: u64_of(&r[0])?,
-                        email: email_of(&r[1]),
-                        registered,
-                        email_shared: i64_of(&r[3]) == Some(1),
-                        unreadable: UnreadableDates {
-                            registered: registered.is_none(),
-                            ..UnreadableDates::default()
-                        },
-                        ..CustomerFacts::default()
-                    })
-                })
-                .collect();
-            let user_ids: Vec<u64> = facts.iter().map(|f| f.user_id).collect();
-            let ids = id_list(user_ids.iter().copied());
-            let index: HashMap<u64, usize> = facts.iter().enumerate().map(|(i, f)| (f.user_id, i)).collect();
-
-            let meta = self
-                .rows(
-                    "user meta",
-                    format!(
-                        "SELECT user_id, meta_key, meta_value FROM {} WHERE user_id IN ({ids}) \
-                         AND meta_key IN (?, 'wc_last_active', 'last_update', 'session_tokens', '{USER_MARKER}')",
-                        s.table("usermeta")
-                    ),
-                    vec![caps_key.as_str().into()],
-                )
-                .await?;
-            for r in &meta {
-                let Some(f) = u64_of(&r[0]).and_then(|id| index.get(&id)).map(|i| &mut facts[*i]) else {
-                    continue;
-                };
-                match text_of(&r[1]).as_str() {
-                    "wc_last_active" => {
-                        (f.wc_last_active, f.unreadable.wc_last_active) = unix_meta_of(Some(&r[2])).parts()
-                    }
-                    "last_update" => (f.last_update, f.unreadable.last_update) = unix_meta_of(Some(&r[2])).parts(),
-                    "session_tokens" => f.session_tokens = bytes_of(&r[2]),
-                    USER_MARKER => f.anonymised = true,
-                    _ => f.capabilities = bytes_of(&r[2]),
-                }
-            }
-
-            let sessions = self
-                .rows(
-                    "sessions",
-                    format!(
-                        "SELECT session_key, session_expiry FROM {} WHERE session_key IN ({})",
-                        s.table("woocommerce_sessions"),
-                        id_text_list(user_ids.iter().copied())
-                    ),
-                    vec![],
-                )
-                .await?;
-            for r in &sessions {
-                if let Some(f) = u64_of(&r[0]).and_then(|id| index.get(&id)).map(|i| &mut facts[*i]) {
-                    f.session_expiry = unix_of(&r[1]);
-                }
-            }
-
-            let activity = self.account_activity(&user_ids).await?;
-            for r in activity {
-                if let Some(f) = u64_of(&r[0]).and_then(|id| index.get(&id)).map(|i| &mut facts[*i]) {
-                    f.orders = activity_of(&r[1..]);
-                }
-            }
-            // Accounts sharing an email share its guest orders.
-            let mut by_email: HashMap<String, Vec<usize>> = HashMap::new();
-            for (i, f) in facts.iter().enumerate() {
-                by_email.entry(f.email.clone()).or_default().push(i);
-            }
-            for r in self.guest_activity(by_email.keys()).await? {
-                for i in by_email.get(&email_of(&r[0])).into_iter().flatten() {
-                    facts[*i].guest_orders = activity_of(&r[1..]);
-                }
-            }
-            for f in &facts {
+        // The next chunk is read while the current one's profiles are, and the first
+        // while the server sorts the profiles.
+        let (mut profiles, mut next) =
+            tokio::try_join!(AccountRows::open(self.store, self.layout, side), self.chunk(0))?;
+        while let Some(mut chunk) = next {
+            let rows;
+            (rows, next) = tokio::try_join!(profiles.until(chunk.last), self.chunk(chunk.last))?;
+            chunk.add(&rows);
+            for f in &chunk.facts {
                 accounts.ids.push(f.user_id);
                 if f.anonymised {
                     accounts.anonymised.push(f.user_id);
@@ -194,34 +113,83 @@ impl Reader<'_> {
                 each(f);
             }
         }
+        profiles.finish().await?;
+        Ok(accounts)
     }
 
-    /// Per account in the chunk: newest order, open orders, newest pending order.
-    async fn account_activity(&mut self, user_ids: &[u64]) -> Result<Vec<Vec<Value>>, StoreError> {
+    /// The accounts after `after`, with their sessions and guest orders; `None` past the last.
+    async fn chunk(&mut self, after: u64) -> Result<Option<AccountChunk>, StoreError> {
         let s = self.store;
-        let ids = id_list(user_ids.iter().copied());
-        let sql = if self.layout.read_hpos {
-            format!(
-                "SELECT customer_id, {} FROM {} WHERE type = 'shop_order' AND customer_id IN ({ids}) GROUP BY customer_id",
-                activity_columns("id", "status", "date_created_gmt"),
-                s.table("wc_orders")
+        let users = self
+            .rows(
+                "users",
+                // Whether another account has the same email (WordPress's own index on it).
+                format!(
+                    "SELECT u.ID, u.user_email, u.user_registered, u.user_email <> '' AND EXISTS(SELECT 1 \
+                     FROM {users} o WHERE o.user_email = u.user_email AND o.ID <> u.ID) \
+                     FROM {users} u WHERE u.ID > ? ORDER BY u.ID LIMIT {CHUNK}",
+                    users = s.table("users")
+                ),
+                vec![after.into()],
             )
-        } else {
-            // wp_postmeta has no index on values: this scans the `_customer_user` rows.
-            format!(
-                "SELECT c.meta_value, {} FROM {} c JOIN {} p ON p.ID = c.post_id \
-                 WHERE c.meta_key = '_customer_user' AND c.meta_value IN ({}) AND p.post_type = 'shop_order' \
-                 GROUP BY c.meta_value",
-                activity_columns("p.ID", "p.post_status", "p.post_date_gmt"),
-                s.table("postmeta"),
-                s.table("posts"),
-                id_text_list(user_ids.iter().copied())
-            )
+            .await?;
+        let Some(last) = users.last().and_then(|r| u64_of(&r[0])) else {
+            return Ok(None);
         };
-        self.rows("account orders", sql, vec![]).await
+        let facts: Vec<CustomerFacts> = users
+            .iter()
+            .filter_map(|r| {
+                // NOT NULL: WordPress writes it when it creates the account; a zero
+                // date (imports) cannot be read.
+                let registered = time_of(&r[2]);
+                Some(CustomerFacts {
+                    user_id: u64_of(&r[0])?,
+                    email: email_of(&r[1]),
+                    registered,
+                    email_shared: i64_of(&r[3]) == Some(1),
+                    unreadable: UnreadableDates {
+                        registered: registered.is_none(),
+                        ..UnreadableDates::default()
+                    },
+                    ..CustomerFacts::default()
+                })
+            })
+            .collect();
+        let mut chunk = AccountChunk {
+            index: facts.iter().enumerate().map(|(i, f)| (f.user_id, i)).collect(),
+            facts,
+            last,
+        };
+        let sessions = self
+            .rows(
+                "sessions",
+                format!(
+                    "SELECT session_key, session_expiry FROM {} WHERE session_key IN ({})",
+                    s.table("woocommerce_sessions"),
+                    id_text_list(chunk.facts.iter().map(|f| f.user_id))
+                ),
+                vec![],
+            )
+            .await?;
+        for r in &sessions {
+            if let Some(f) = chunk.get(&r[0]) {
+                f.session_expiry = unix_of(&r[1]);
+            }
+        }
+        // Accounts sharing an email share its guest orders.
+        let mut by_email: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, f) in chunk.facts.iter().enumerate() {
+            by_email.entry(f.email.clone()).or_default().push(i);
+        }
+        for r in self.guest_activity(by_email.keys()).await? {
+            for i in by_email.get(&email_of(&r[0])).into_iter().flatten() {
+                chunk.facts[*i].guest_orders = activity_of(&r[1..]);
+            }
+        }
+        Ok(Some(chunk))
     }
 
-    /// Per email of the chunk: activity of orders placed without logging in.
+    /// Per email of a chunk: activity of orders placed without logging in.
     async fn guest_activity(&mut self, emails: impl Iterator<Item = &String>) -> Result<Vec<Vec<Value>>, StoreError> {
         let emails: Vec<Value> = emails
             .filter(|e| !e.is_empty())
@@ -232,16 +200,27 @@ impl Reader<'_> {
         }
         let s = self.store;
         let marks = vec!["?"; emails.len()].join(", ");
-        let sql = if self.layout.read_hpos {
-            format!(
-                "SELECT LOWER(TRIM(billing_email)), {} FROM {} WHERE type = 'shop_order' \
-                 AND (customer_id = 0 OR customer_id IS NULL) AND billing_email IN ({marks}) GROUP BY 1",
+        let (sql, params) = if self.layout.read_hpos {
+            // One branch per guest marker, so that each looks up (customer_id, email) in
+            // WooCommerce's index on both: with an OR the server takes the email index and
+            // reads every order of the chunk's customers to find the few guest ones.
+            let guest_orders = |guest: &str| {
+                format!(
+                    "SELECT id, status, date_created_gmt, billing_email FROM {} \
+                     WHERE type = 'shop_order' AND customer_id {guest} AND billing_email IN ({marks})",
+                    s.table("wc_orders")
+                )
+            };
+            let sql = format!(
+                "SELECT LOWER(TRIM(billing_email)), {} FROM ({} UNION ALL {}) g GROUP BY 1",
                 activity_columns("id", "status", "date_created_gmt"),
-                s.table("wc_orders")
-            )
+                guest_orders("= 0"),
+                guest_orders("IS NULL")
+            );
+            (sql, [emails.clone(), emails].concat())
         } else {
             // wp_postmeta has no index on values: this scans the `_billing_email` rows.
-            format!(
+            let sql = format!(
                 "SELECT LOWER(TRIM(e.meta_value)), {} FROM {postmeta} e JOIN {} p ON p.ID = e.post_id \
                  JOIN {postmeta} c ON c.post_id = p.ID AND c.meta_key = '_customer_user' \
                  WHERE e.meta_key = '_billing_email' AND e.meta_value IN ({marks}) AND c.meta_value IN ('0', '') \
@@ -249,9 +228,10 @@ impl Reader<'_> {
                 activity_columns("p.ID", "p.post_status", "p.post_date_gmt"),
                 s.table("posts"),
                 postmeta = s.table("postmeta"),
-            )
+            );
+            (sql, emails)
         };
-        self.rows("guest orders of accounts", sql, emails).await
+        self.rows("guest orders of accounts", sql, params).await
     }
 
     /// Every guest email (orders without an account), streamed.
@@ -588,6 +568,133 @@ impl Reader<'_> {
             )
             .await?;
         Ok(rows.iter().map(|r| text_of(&r[0])).collect())
+    }
+}
+
+/// One chunk of accounts, by user id.
+struct AccountChunk {
+    facts: Vec<CustomerFacts>,
+    index: HashMap<u64, usize>,
+    /// The highest user id in the chunk.
+    last: u64,
+}
+
+impl AccountChunk {
+    fn get(&mut self, id: &Value) -> Option<&mut CustomerFacts> {
+        let i = u64_of(id).and_then(|id| self.index.get(&id))?;
+        self.facts.get_mut(*i)
+    }
+
+    /// Rows of [`AccountRows`]: profile meta and order activity.
+    fn add(&mut self, rows: &[Vec<Value>]) {
+        for r in rows {
+            let Some(f) = self.get(&r[0]) else { continue };
+            if i64_of(&r[1]) == Some(ORDERS_PART) {
+                f.orders = activity_of(&r[4..]);
+                continue;
+            }
+            match text_of(&r[2]).as_str() {
+                "wc_last_active" => (f.wc_last_active, f.unreadable.wc_last_active) = unix_meta_of(Some(&r[3])).parts(),
+                "last_update" => (f.last_update, f.unreadable.last_update) = unix_meta_of(Some(&r[3])).parts(),
+                "session_tokens" => f.session_tokens = bytes_of(&r[3]),
+                USER_MARKER => f.anonymised = true,
+                _ => f.capabilities = bytes_of(&r[3]),
+            }
+        }
+    }
+}
+
+/// [`AccountRows`]' second part: an account's orders (the first: its profile meta).
+const ORDERS_PART: i64 = 1;
+
+/// The profile meta and the order activity of every account, in one statement sorted by
+/// account, read alongside the customer pass's chunks on a connection of its own. The
+/// server scans each table once and sorts, which costs less than half of looking each
+/// chunk's rows up by user id (6.5 s against 17 s at 100k customers), and the service
+/// holds one chunk's rows at a time. On a store where usermeta rows of one person are
+/// spread over the table (added over years), the lookups would cost more still.
+struct AccountRows<'c> {
+    store: &'c Store,
+    rows: QueryResult<'c, 'static, BinaryProtocol>,
+    /// The first row past the last chunk.
+    ahead: Option<Vec<Value>>,
+}
+
+impl<'c> AccountRows<'c> {
+    async fn open(store: &'c Store, layout: Layout, conn: &'c mut Conn) -> Result<Self, StoreError> {
+        let orders = if layout.read_hpos {
+            format!(
+                "SELECT customer_id, {ORDERS_PART}, NULL, NULL, {} FROM {} \
+                 WHERE type = 'shop_order' AND customer_id > 0 GROUP BY customer_id",
+                activity_columns("id", "status", "date_created_gmt"),
+                store.table("wc_orders")
+            )
+        } else {
+            // Only a plain number names an account, as WooCommerce writes it.
+            format!(
+                "SELECT CAST(c.meta_value AS UNSIGNED) AS account, {ORDERS_PART}, NULL, NULL, {} \
+                 FROM {} c JOIN {} p ON p.ID = c.post_id \
+                 WHERE c.meta_key = '_customer_user' AND c.meta_value REGEXP '^[0-9]+$' \
+                 AND p.post_type = 'shop_order' GROUP BY account HAVING account > 0",
+                activity_columns("p.ID", "p.post_status", "p.post_date_gmt"),
+                store.table("postmeta"),
+                store.table("posts"),
+            )
+        };
+        let sql = format!(
+            "SELECT user_id AS account, 0 AS part, meta_key, meta_value, NULL, NULL, NULL, NULL, NULL FROM {} \
+             WHERE meta_key IN (?, 'wc_last_active', 'last_update', 'session_tokens', '{USER_MARKER}') \
+             UNION ALL {orders} ORDER BY account, part",
+            store.table("usermeta")
+        );
+        let started = std::time::Instant::now();
+        let rows = conn
+            .exec_iter(sql, (format!("{}capabilities", store.prefix()),))
+            .await
+            .map_err(StoreError::sql("reading the accounts' profiles and orders", store))?;
+        super::timed("accounts' profiles and orders: sorted", 0, started);
+        Ok(AccountRows {
+            store,
+            rows,
+            ahead: None,
+        })
+    }
+
+    /// The rows of the accounts up to user id `last` not yet taken.
+    async fn until(&mut self, last: u64) -> Result<Vec<Vec<Value>>, StoreError> {
+        let started = std::time::Instant::now();
+        let mut taken = Vec::new();
+        loop {
+            let row = match self.ahead.take() {
+                Some(row) => row,
+                None => match self.next().await? {
+                    Some(row) => row,
+                    None => break,
+                },
+            };
+            if u64_of(&row[0]).unwrap_or(0) > last {
+                self.ahead = Some(row);
+                break;
+            }
+            taken.push(row);
+        }
+        super::timed("accounts' profiles and orders", taken.len() as u64, started);
+        Ok(taken)
+    }
+
+    async fn next(&mut self) -> Result<Option<Vec<Value>>, StoreError> {
+        let row = self.rows.next().await;
+        let row = row.map_err(StoreError::sql("reading the accounts' profiles and orders", self.store))?;
+        Ok(row.map(row_values))
+    }
+
+    /// Reads what is left (rows of accounts deleted during the pass), freeing the connection.
+    async fn finish(self) -> Result<(), StoreError> {
+        let store = self.store;
+        self.rows
+            .drop_result()
+            .await
+            .map_err(StoreError::sql("reading the accounts' profiles and orders", store))
     }
 }
 
