@@ -2,6 +2,7 @@
 //! pass by pass into the pure [`Planner`], and apply the resulting [`Plan`] in batches.
 //! The daemon's cycle and the `plan` and `apply` commands are built from these two steps.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use crate::plan::{Plan, Step};
 use crate::policy::{Erasure, Planner, PolicyError, Restrictions, Rules};
 use crate::store::apply::{Reviews, Writer};
 use crate::store::lock::RunLock;
-use crate::store::read::Reader;
+use crate::store::read::{self, Reader};
 use crate::store::{audit, discover, migrations, Layout, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +46,23 @@ pub struct Planned {
 /// Reads the store and decides. Changes nothing.
 pub async fn plan(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Planned, EngineError> {
     let mut conn = store.conn().await?;
-    plan_for(store, config, now, None, &mut conn).await
+    plan_for(store, config, now, None, &mut conn, &|_| {}).await
 }
+
+/// The read passes of a plan, in order, as [`Progress`] names them.
+const PASSES: [&str; 5] = ["customers", "guests", "orders", "sessions", "downloads"];
 
 /// A plan read on `conn` and on one more connection of the pool: a run reads on the
 /// connection that holds its lock, so that it needs no more connections than it writes with.
+/// `progress` hears of each pass and of every [`read::CHUNK`] entities: planning a very
+/// large store reads for minutes, and the daemon's watchdog waits for signs of life.
 async fn plan_for(
     store: &Store,
     config: &Config,
     now: DateTime<Utc>,
     erasure: Option<Erasure>,
     conn: &mut Conn,
+    progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Planned, EngineError> {
     let started = Instant::now();
     let d = discover(store).await?;
@@ -78,23 +85,67 @@ async fn plan_for(
     let mut planner = Planner::new(&rules);
     // Each pass's time goes into the log: where a slow plan spends it.
     let mut lap = Instant::now();
-    let mut passes_ms = [0u64; 5];
-    let mut mark = |pass: usize| {
+    let mut passes_ms = [0u64; PASSES.len()];
+    let seen = Cell::new(0usize);
+    let beat = |pass: usize| {
+        progress(Progress {
+            phase: "plan",
+            batch: pass + 1,
+            batches: PASSES.len(),
+        })
+    };
+    let tick = |pass: usize| {
+        seen.set(seen.get() + 1);
+        if seen.get() % read::CHUNK == 0 {
+            beat(pass);
+        }
+    };
+    let mut done = |pass: usize| {
         passes_ms[pass] = lap.elapsed().as_millis() as u64;
         lap = Instant::now();
+        seen.set(0);
+        if pass + 1 < PASSES.len() {
+            beat(pass + 1);
+        }
     };
+    beat(0);
     let mut side = store.conn().await?;
-    let accounts = reader.customers(&mut side, |f| planner.customer(f)).await?;
+    let accounts = reader
+        .customers(&mut side, |f| {
+            planner.customer(f);
+            tick(0);
+        })
+        .await?;
     drop(side);
-    mark(0);
-    reader.guests(|f| planner.guest(f)).await?;
-    mark(1);
-    reader.orders(&accounts, |f| planner.order(f)).await?;
-    mark(2);
-    reader.sessions(|f| planner.session(f)).await?;
-    mark(3);
-    reader.downloads(|f| planner.download(f)).await?;
-    mark(4);
+    done(0);
+    reader
+        .guests(|f| {
+            planner.guest(f);
+            tick(1);
+        })
+        .await?;
+    done(1);
+    reader
+        .orders(&accounts, |f| {
+            planner.order(f);
+            tick(2);
+        })
+        .await?;
+    done(2);
+    reader
+        .sessions(|f| {
+            planner.session(f);
+            tick(3);
+        })
+        .await?;
+    done(3);
+    reader
+        .downloads(|f| {
+            planner.download(f);
+            tick(4);
+        })
+        .await?;
+    done(4);
     let plan = planner.finish();
     for w in &plan.warnings {
         tracing::warn!(warning = %w, "entity skipped or judged with missing data");
@@ -184,7 +235,14 @@ async fn run_locked(
     // Planning only reads, so a stop cuts it short rather than waiting for it.
     let Some(planned) = unless_stopped(
         control.stop,
-        plan_for(store, config, request.now, request.erasure.clone(), lock.conn()),
+        plan_for(
+            store,
+            config,
+            request.now,
+            request.erasure.clone(),
+            lock.conn(),
+            control.progress,
+        ),
     )
     .await
     else {
@@ -229,13 +287,21 @@ pub struct Control<'a> {
     pub progress: &'a (dyn Fn(Progress) + Sync),
 }
 
-/// Where an apply is.
+/// Where a run is.
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
+    /// `plan`, then the apply's phases (`customers`, `orders`, ...), then `verify`.
     pub phase: &'static str,
-    /// 1-based, within the phase.
+    /// 1-based, within the phase; for `plan`, the read pass (see [`Progress::pass`]).
     pub batch: usize,
     pub batches: usize,
+}
+
+impl Progress {
+    /// The name of the plan's read pass.
+    pub fn pass(&self) -> &'static str {
+        PASSES.get(self.batch.wrapping_sub(1)).copied().unwrap_or("")
+    }
 }
 
 /// How an apply ended.

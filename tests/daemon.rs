@@ -320,6 +320,18 @@ async fn systemd_notifications_come_in_order() {
     let ready = position(&notes, "READY=1").unwrap_or_else(|| panic!("no READY=1 in {notes:?}"));
     let applying = position(&notes, "STATUS=applying batch 1/")
         .unwrap_or_else(|| panic!("no \"applying batch\" status in {notes:?}"));
+    // Planning beats too, pass by pass: a large store reads for minutes before any batch.
+    let planning: Vec<usize> = (1..=5)
+        .map(|pass| {
+            position(&notes, &format!("STATUS=planning: pass {pass}/5 "))
+                .unwrap_or_else(|| panic!("no status for planning pass {pass} in {notes:?}"))
+        })
+        .collect();
+    assert!(planning.is_sorted() && planning[4] < applying, "{notes:?}");
+    assert!(
+        notes.contains(&"STATUS=planning: pass 3/5 (orders)".to_owned()),
+        "{notes:?}"
+    );
     assert!(
         ready < applying,
         "READY=1 must come after the store check, before work: {notes:?}"

@@ -315,11 +315,13 @@ impl Daemon {
     async fn cycle(&mut self, due: &Due) -> CycleEnd {
         let started = Instant::now();
         tracing::info!(trigger = due.trigger, "cycle started");
-        notify::status(&format!("planning ({} run)", due.trigger));
+        notify::status(&format!("starting a {} run", due.trigger));
         let heartbeat = self.heartbeat.clone();
         let progress = move |p: Progress| {
             heartbeat.beat();
-            if p.phase == "verify" {
+            if p.phase == "plan" {
+                notify::status(&format!("planning: pass {}/{} ({})", p.batch, p.batches, p.pass()));
+            } else if p.phase == "verify" {
                 notify::status("reading the run's changes back through the REST API");
             } else {
                 notify::status(&format!("applying batch {}/{} ({})", p.batch, p.batches, p.phase));
