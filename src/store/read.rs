@@ -49,25 +49,16 @@ pub struct Reader<'a> {
     pub conn: &'a mut Conn,
 }
 
-async fn rows(
-    store: &Store,
-    conn: &mut Conn,
-    what: &str,
-    sql: String,
-    params: Vec<Value>,
-) -> Result<Vec<Vec<Value>>, StoreError> {
-    let started = std::time::Instant::now();
-    let rows: Vec<Row> = conn
-        .exec(sql, params)
-        .await
-        .map_err(StoreError::sql(format!("reading {what}"), store))?;
-    super::timed(what, rows.len() as u64, started);
-    Ok(rows.into_iter().map(row_values).collect())
-}
-
 impl Reader<'_> {
     async fn rows(&mut self, what: &str, sql: String, params: Vec<Value>) -> Result<Vec<Vec<Value>>, StoreError> {
-        rows(self.store, self.conn, what, sql, params).await
+        let started = std::time::Instant::now();
+        let rows: Vec<Row> = self
+            .conn
+            .exec(sql, params)
+            .await
+            .map_err(StoreError::sql(format!("reading {what}"), self.store))?;
+        super::timed(what, rows.len() as u64, started);
+        Ok(rows.into_iter().map(row_values).collect())
     }
 
     /// The newest order (highest id) and its status with the `wc-` prefix, as WooCommerce
@@ -607,6 +598,9 @@ impl AccountChunk {
 /// [`AccountRows`]' second part: an account's orders (the first: its profile meta).
 const ORDERS_PART: i64 = 1;
 
+/// What [`AccountRows`] reads, for its errors.
+const ACCOUNT_ROWS: &str = "reading the accounts' profiles and orders";
+
 /// The profile meta and the order activity of every account, in one statement sorted by
 /// account, read alongside the customer pass's chunks on a connection of its own. The
 /// server scans each table once and sorts, which costs less than half of looking each
@@ -651,7 +645,7 @@ impl<'c> AccountRows<'c> {
         let rows = conn
             .exec_iter(sql, (format!("{}capabilities", store.prefix()),))
             .await
-            .map_err(StoreError::sql("reading the accounts' profiles and orders", store))?;
+            .map_err(StoreError::sql(ACCOUNT_ROWS, store))?;
         super::timed("accounts' profiles and orders: sorted", 0, started);
         Ok(AccountRows {
             store,
@@ -665,13 +659,11 @@ impl<'c> AccountRows<'c> {
         let started = std::time::Instant::now();
         let mut taken = Vec::new();
         loop {
-            let row = match self.ahead.take() {
-                Some(row) => row,
-                None => match self.next().await? {
-                    Some(row) => row,
-                    None => break,
-                },
+            let next = match self.ahead.take() {
+                Some(row) => Some(row),
+                None => self.next().await?,
             };
+            let Some(row) = next else { break };
             if u64_of(&row[0]).unwrap_or(0) > last {
                 self.ahead = Some(row);
                 break;
@@ -684,7 +676,7 @@ impl<'c> AccountRows<'c> {
 
     async fn next(&mut self) -> Result<Option<Vec<Value>>, StoreError> {
         let row = self.rows.next().await;
-        let row = row.map_err(StoreError::sql("reading the accounts' profiles and orders", self.store))?;
+        let row = row.map_err(StoreError::sql(ACCOUNT_ROWS, self.store))?;
         Ok(row.map(row_values))
     }
 
@@ -694,7 +686,7 @@ impl<'c> AccountRows<'c> {
         self.rows
             .drop_result()
             .await
-            .map_err(StoreError::sql("reading the accounts' profiles and orders", store))
+            .map_err(StoreError::sql(ACCOUNT_ROWS, store))
     }
 }
 
